@@ -1,0 +1,5 @@
+import sys
+
+from ovi_pl.cli import main
+
+sys.exit(main())

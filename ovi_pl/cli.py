@@ -1,0 +1,50 @@
+"""`python -m ovi_pl <command>`: the project's command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import torch
+
+
+def list_models() -> None:
+    """Print every named model config with its size, built on the meta device."""
+    from ovi_pl.models.ovi import MODEL_CONFIGS, OviFusionModel, apply_freeze_preset
+
+    print(f"{'name':<12} {'layers':>6} {'dim':>6} {'params':>10} {'fusion-trainable':>17}  description")
+    for name, cfg in MODEL_CONFIGS.items():
+        with torch.device("meta"):
+            model = OviFusionModel(cfg)
+        trainable, total = apply_freeze_preset(model, "fusion")
+        print(
+            f"{name:<12} {cfg.video.num_layers:>6} {cfg.video.dim:>6} {_billions(total):>10} "
+            f"{_billions(trainable):>17}  {cfg.description}"
+        )
+
+
+def _billions(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
+
+
+COMMANDS = {
+    "models": (list_models, "list the named model configs and their parameter counts"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ovi_pl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    COMMANDS[args.command][0]()
+    return 0

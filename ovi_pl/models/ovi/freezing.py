@@ -1,0 +1,37 @@
+"""Which parameters train in each stage, by name.
+
+`fusion` is Ovi's stage-2 mask: self-attention, all cross-attention (text and fusion) and the
+text embeddings train; FFNs, modulation, norm3, time and patch embeddings and heads stay frozen
+(5.7 B of 11.66 B at the released size). `audio-pretrain` trains a whole audio tower from
+scratch: applied to a fusion model it trains the audio tower without its fusion layers and
+freezes the video tower.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from torch import nn
+
+_FUSION_TRAINABLE = re.compile(r"(^|\.)(self_attn|cross_attn|text_embedding)\.")
+
+FREEZE_PRESETS: dict[str, Callable[[str], bool]] = {
+    "fusion": lambda name: bool(_FUSION_TRAINABLE.search(name)),
+    "audio-pretrain": lambda name: not name.startswith("video.") and "_fusion" not in name,
+    "full": lambda name: True,
+}
+
+
+def apply_freeze_preset(model: nn.Module, preset: str) -> tuple[int, int]:
+    """Set requires_grad by preset; returns (trainable, total) parameter counts."""
+    try:
+        is_trainable = FREEZE_PRESETS[preset]
+    except KeyError:
+        raise KeyError(f"unknown freeze preset {preset!r}; choose one of {sorted(FREEZE_PRESETS)}") from None
+    trainable = total = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(is_trainable(name))
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    return trainable, total

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ovi_pl.models.ovi import OviFusionModel, get_model_config
+
+
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every parameter non-trivial values; the reference init zeroes the heads, which would
+    hide most of the network from outputs and gradients."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            if name.endswith("bias"):
+                p.copy_(0.05 * noise)
+            elif "norm" in name:
+                p.copy_(1 + 0.1 * noise)
+            else:
+                p.copy_(0.2 * noise)
+    return model
+
+
+@pytest.fixture
+def tiny_model() -> OviFusionModel:
+    torch.manual_seed(0)
+    return randomize_(OviFusionModel(get_model_config("ovi-tiny"))).eval()
+
+
+@pytest.fixture
+def make_inputs():
+    return tiny_inputs
+
+
+def tiny_inputs(batch: int = 2, seed: int = 0, audio_len: int = 13, frames: int = 3) -> dict[str, torch.Tensor]:
+    """Latents and text embeddings at the ovi-tiny geometry."""
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "video": torch.randn(batch, 48, frames, 4, 6, generator=gen),
+        "audio": torch.randn(batch, audio_len, 20, generator=gen),
+        "t": torch.rand(batch, generator=gen) * 1000,
+        "video_context": torch.randn(batch, 10, 32, generator=gen),
+        "audio_context": torch.randn(batch, 10, 32, generator=gen),
+    }
