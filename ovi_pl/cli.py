@@ -27,8 +27,15 @@ def _billions(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
 
 
+def demo() -> None:
+    from ovi_pl.demo import run_demo
+
+    run_demo()
+
+
 COMMANDS = {
     "models": (list_models, "list the named model configs and their parameter counts"),
+    "demo": (demo, "run the end-to-end CPU demo at the ovi-tiny size"),
 }
 
 
