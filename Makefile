@@ -1,0 +1,37 @@
+# The two commands of README.md: `make demo` and `make test`. Both build the environment first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+MODELS_VENV := .venv-models
+
+.PHONY: demo test env models-env clean
+
+env: $(VENV)/.installed
+
+# torch goes in first and alone: `pip install torch==2.13.0` takes the CPU wheel where one is
+# provided locally, and nothing later may replace it with a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[curation,dev]"
+	touch $@
+
+# Second environment for whisperx, pyannote.audio and open-clip (torch 2.8); see README.
+models-env: $(MODELS_VENV)/.installed
+
+$(MODELS_VENV)/.installed: requirements/curation-models.txt
+	$(PYTHON) -m venv $(MODELS_VENV)
+	$(MODELS_VENV)/bin/pip install --quiet --upgrade pip
+	$(MODELS_VENV)/bin/pip install --quiet -r requirements/curation-models.txt
+	$(MODELS_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+demo: env
+	$(BIN)/python -m ovi_pl demo
+
+test: env
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(MODELS_VENV) runs
