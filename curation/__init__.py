@@ -1,0 +1,1 @@
+"""Ray pipelines that turn raw videos into WebDataset shards (see the curation issue)."""
