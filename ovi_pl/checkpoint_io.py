@@ -14,6 +14,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+from torch.distributed.tensor import DTensor
 
 StateDict = dict[str, Tensor]
 
@@ -109,7 +111,8 @@ def load_into_module(
 
     Keys for which `may_be_missing` is true may be absent (e.g. fusion layers when loading a
     single-modality checkpoint); they keep their current values. Returns those absent keys.
-    Parameters on the meta device are replaced by the loaded tensors (cast to the parameter dtype).
+    Parameters on the meta device are replaced by the loaded tensors (cast to the parameter dtype);
+    FSDP2-sharded parameters receive their shard.
     """
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
@@ -129,9 +132,12 @@ def load_into_module(
             + "Check that the model config matches the checkpoint's geometry and that the right loader is used "
             "(Ovi fusion checkpoint, Wan2.2 DiT, or an ovi-pl audio tower)."
         )
-    on_meta = any(t.is_meta for t in expected.values())
     cast = {k: v.to(expected[k].dtype) for k, v in state.items()}
-    module.load_state_dict(cast, strict=False, assign=on_meta)
+    if any(isinstance(t, DTensor) for t in expected.values()):
+        # Sharded (FSDP2) module: every rank passes the full tensors and keeps its own shard.
+        set_model_state_dict(module, cast, options=StateDictOptions(full_state_dict=True, strict=False))
+    else:
+        module.load_state_dict(cast, strict=False, assign=any(t.is_meta for t in expected.values()))
     return missing
 
 

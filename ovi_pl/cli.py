@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 
 import torch
 
 
-def list_models() -> None:
+def list_models(argv: list[str]) -> None:
     """Print every named model config with its size, built on the meta device."""
     from ovi_pl.models.ovi import MODEL_CONFIGS, OviFusionModel, apply_freeze_preset
 
@@ -27,13 +28,30 @@ def _billions(n: int) -> str:
     return f"{n / 1e9:.2f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
 
 
-def demo() -> None:
+def demo(argv: list[str]) -> None:
     from ovi_pl.demo import run_demo
 
     run_demo()
 
 
-COMMANDS = {
+def training(argv: list[str]) -> None:
+    from ovi_pl.training.cli import run_training_cli
+
+    run_training_cli(argv)
+
+
+def export(argv: list[str]) -> None:
+    from ovi_pl.training.export import main as export_main
+
+    export_main(argv[1:])
+
+
+# name -> (handler taking the full argv, help). Handlers parse their own options.
+COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {
+    "fit": (training, "train: python -m ovi_pl fit --config configs/fusion.yaml (LightningCLI)"),
+    "validate": (training, "validation loss of a checkpoint at fixed noise levels (LightningCLI)"),
+    "test": (training, "test loop of a checkpoint (LightningCLI)"),
+    "export": (export, "write a training checkpoint as one safetensors file (Ovi's key format for fusion runs)"),
     "models": (list_models, "list the named model configs and their parameter counts"),
     "demo": (demo, "run the end-to-end CPU demo at the ovi-tiny size"),
 }
@@ -48,10 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        build_parser().parse_args(args)  # prints help or a usage error naming the choices
+        build_parser().print_help()
         return 0
-    COMMANDS[args.command][0]()
+    COMMANDS[args[0]][0](args)
     return 0

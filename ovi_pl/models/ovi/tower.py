@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ovi_pl.models.ovi.config import TowerConfig
 from ovi_pl.models.ovi.layers import (
@@ -97,6 +98,8 @@ class DiTTower(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, 6 * cfg.dim))
         self.blocks = nn.ModuleList(DiTBlock(cfg, fusion) for _ in range(cfg.num_layers))
         self.head = Head(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size), cfg.eps)
+        # Set by `parallelize`: recompute each block in backward instead of storing activations.
+        self.activation_checkpointing = False
         self.init_weights()
 
     @torch.no_grad()
@@ -204,5 +207,8 @@ class DiTTower(nn.Module):
         state = self.embed(x, t, context, lengths, first_frame_clean)
         h = state.tokens
         for block in self.blocks:
-            h = block(h, state)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                h = checkpoint(block, h, state, use_reentrant=False)
+            else:
+                h = block(h, state)
         return self.unembed(h, state)

@@ -1,0 +1,1 @@
+"""Lightning training of the audio tower (stage 1) and the fused twin towers (stage 2)."""

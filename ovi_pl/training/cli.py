@@ -1,0 +1,94 @@
+"""`python -m ovi_pl fit|validate|test --config configs/<x>.yaml`: LightningCLI with MLflow tracking.
+
+Without a logger in the config, runs are tracked in an embedded MLflow store, a SQLite file in
+the run directory (`trainer.default_root_dir`). The fully resolved config is logged to the run
+as `config.yaml`, and resuming with `--ckpt_path` continues the same MLflow run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from ovi_pl.models.ovi.config import get_model_config
+from ovi_pl.training.flow_matching import TimestepSampler
+from ovi_pl.training.modules import OptimizerConfig, ParallelConfig, ValidationConfig
+
+# Our config dataclasses travel in checkpoint metadata; allow them through weights_only loading.
+torch.serialization.add_safe_globals([OptimizerConfig, ParallelConfig, ValidationConfig, TimestepSampler])
+
+TRAINING_COMMANDS = ("fit", "validate", "test")
+
+
+class LogConfigToMLflow(SaveConfigCallback):
+    """Writes the resolved config to the MLflow run as config.yaml."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        logger = trainer.logger
+        if isinstance(logger, MLFlowLogger) and trainer.is_global_zero:
+            text = self.parser.dump(self.config, skip_none=False)
+            logger.experiment.log_text(logger.run_id, text, "config.yaml")
+
+
+class OviCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument(
+            "--experiment_name", default="ovi-pl", help="MLflow experiment for the embedded default logger"
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand]
+        trainer = config["trainer"]
+        model_args = config["model"]["init_args"]
+        get_model_config(model_args["model_config"])  # an unknown model name fails here, before any work
+        if trainer.get("logger") in (None, True):
+            root = Path(trainer.get("default_root_dir") or "runs")
+            root.mkdir(parents=True, exist_ok=True)
+            tracking_uri = f"sqlite:///{root.resolve()}/mlflow.db"
+            trainer["logger"] = {
+                "class_path": "lightning.pytorch.loggers.MLFlowLogger",
+                "init_args": {
+                    "experiment_name": config["experiment_name"],
+                    "tracking_uri": tracking_uri,
+                    "artifact_location": str((root / "mlflow-artifacts").resolve()),
+                    "run_id": _resumable_run_id(config.get("ckpt_path"), tracking_uri),
+                },
+            }
+
+
+def _resumable_run_id(ckpt_path: str | None, tracking_uri: str) -> str | None:
+    """The MLflow run a checkpoint was written by, if this store has it, so a resumed run logs into it."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path)
+    meta = path / "meta.pt" if path.is_dir() else path
+    run_id = torch.load(meta, map_location="cpu", weights_only=True).get("mlflow_run_id")
+    if run_id is None:
+        return None
+    try:
+        MlflowClient(tracking_uri=tracking_uri).get_run(run_id)
+    except MlflowException:
+        rank_zero_warn(f"MLflow run {run_id} of {ckpt_path} is not in {tracking_uri}; logging to a new run")
+        return None
+    return run_id
+
+
+def run_training_cli(args: list[str]) -> None:
+    OviCLI(
+        LightningModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=LogConfigToMLflow,
+        save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
+        args=args,
+        auto_configure_optimizers=False,
+    )

@@ -1,0 +1,70 @@
+"""Turn a sharded (distributed) training checkpoint into one safetensors file.
+
+A fusion run exports in Ovi's key format (loadable by the reference inference code and by
+`load_ovi_checkpoint`); an audio-pretraining run exports the audio tower in ours (what
+`FusionTraining(audio_init=...)` reads). `ema=True` writes the averaged weights instead of the
+raw ones for every trainable parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch import nn
+
+from ovi_pl.models.ovi import DiTTower, OviFusionModel, get_model_config, save_ovi_checkpoint, save_tower
+from ovi_pl.training.ema import ema_key
+
+_MODEL = "model."
+_EMA = "ema.shadow."
+
+
+def load_training_checkpoint(checkpoint: str | Path, ema: bool = False) -> nn.Module:
+    """The model of a distributed Lightning checkpoint directory, as one CPU module."""
+    path = Path(checkpoint)
+    if not (path / "meta.pt").is_file():
+        raise FileNotFoundError(f"{path} is not a distributed training checkpoint (no meta.pt inside)")
+    hparams = torch.load(path / "meta.pt", map_location="cpu", weights_only=True)["hyper_parameters"]
+    cfg = get_model_config(hparams["model_config"])
+    keys = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    is_fusion = any(k.startswith(f"state_dict.{_MODEL}video.") for k in keys)
+    model: nn.Module = OviFusionModel(cfg) if is_fusion else DiTTower(cfg.audio)
+
+    wanted = {f"{_MODEL}{k}": v for k, v in model.state_dict().items()}
+    if ema:
+        trainable = [k for k in wanted if f"state_dict.{_EMA}{ema_key(k.removeprefix(_MODEL))}" in keys]
+        if not trainable:
+            raise ValueError(f"{path} holds no EMA weights; train with ema_decay set, or export without --ema")
+        for k in trainable:
+            wanted[f"{_EMA}{ema_key(k.removeprefix(_MODEL))}"] = wanted.pop(k)
+    state = {"state_dict": wanted}
+    dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    loaded = {_unprefix(k): v for k, v in state["state_dict"].items()}
+    model.load_state_dict(loaded, strict=True)
+    return model
+
+
+def _unprefix(key: str) -> str:
+    if key.startswith(_EMA):
+        return key.removeprefix(_EMA).replace("__", ".")
+    return key.removeprefix(_MODEL)
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path, ema: bool = False) -> Path:
+    model = load_training_checkpoint(checkpoint, ema=ema)
+    if isinstance(model, OviFusionModel):
+        return save_ovi_checkpoint(model, output)
+    return save_tower(model, output)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ovi_pl export", description=__doc__)
+    parser.add_argument("checkpoint", help="a checkpoint directory written during training (…/checkpoints/*.ckpt)")
+    parser.add_argument("output", help="the .safetensors file to write")
+    parser.add_argument("--ema", action="store_true", help="export the EMA weights of the trainable parameters")
+    args = parser.parse_args(argv)
+    print(f"wrote {export_checkpoint(args.checkpoint, args.output, ema=args.ema)}")

@@ -1,0 +1,333 @@
+"""LightningModules for the two training stages.
+
+`AudioPretraining` trains a single audio tower from scratch on padded variable-length clips.
+`FusionTraining` trains the twin towers together: video tower from Wan2.2, audio tower from
+stage 1, Ovi's `fusion` freezing preset, loss 0.85 video + 0.15 audio. Both build their model
+on the meta device in `configure_model`, shard it with `parallelize`, then materialise and load
+initial weights into the shards, so no rank ever holds the full model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.distributed.tensor import DTensor
+
+from ovi_pl.models.ovi import (
+    FREEZE_PRESETS,
+    DiTTower,
+    OviFusionModel,
+    apply_freeze_preset,
+    get_model_config,
+    load_audio_tower,
+    load_ovi_checkpoint,
+    load_wan22_video_tower,
+)
+from ovi_pl.models.ovi.parallelize import parallelize
+from ovi_pl.training.ema import ExponentialMovingAverage
+from ovi_pl.training.flops import training_flops
+from ovi_pl.training.flow_matching import (
+    TimestepSampler,
+    add_noise,
+    drop_text,
+    length_mask,
+    masked_mse,
+    noise_like,
+    step_generator,
+    stratified_noise_levels,
+    to_model_time,
+    velocity_target,
+)
+
+Batch = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with linear warmup then constant learning rate, and gradient-norm clipping."""
+
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip_norm: float | None = 1.0
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """FSDP2 mixed precision and memory options; parameters and optimizer state stay fp32."""
+
+    compute_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    activation_checkpointing: bool = True
+    compile_blocks: bool = False
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Validation loss at fixed stratified noise levels with fixed noise: comparable across runs."""
+
+    noise_levels: int = 8
+    seed: int = 1234
+
+
+class OviTrainingModule(L.LightningModule):
+    """What both stages share: sharded model set-up, the optimizer, EMA, logging and validation."""
+
+    def __init__(
+        self,
+        model_config: str,
+        freeze_preset: str,
+        optimizer: OptimizerConfig,
+        parallel: ParallelConfig,
+        timesteps: TimestepSampler,
+        validation: ValidationConfig,
+        text_dropout: float,
+        ema_decay: float | None,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= text_dropout < 1.0:
+            raise ValueError(f"text_dropout={text_dropout} must be in [0, 1)")
+        # Unknown names fail here, before any work starts.
+        get_model_config(model_config)
+        if freeze_preset not in FREEZE_PRESETS:
+            raise ValueError(f"unknown freeze_preset {freeze_preset!r}; choose one of {sorted(FREEZE_PRESETS)}")
+        self.save_hyperparameters()
+        self.model_config = model_config
+        self.freeze_preset = freeze_preset
+        self.optimizer_config = optimizer
+        self.parallel = parallel
+        self.timesteps = timesteps
+        self.validation = validation
+        self.text_dropout = text_dropout
+        self.ema_decay = ema_decay
+        self.seed = seed
+        self.model: nn.Module | None = None
+        self.ema: ExponentialMovingAverage | None = None
+        self.flops_per_batch: float | None = None
+
+    # -- stage-specific parts ---------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def load_initial_weights(self, model: nn.Module) -> None:
+        raise NotImplementedError
+
+    def compute_loss(self, batch: Batch, generator: torch.Generator, noise_level: float | None) -> dict[str, Tensor]:
+        """Loss terms; `noise_level` fixes s for every sample (validation), else s is sampled."""
+        raise NotImplementedError
+
+    # -- set-up ---------------------------------------------------------------------------------
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return getattr(torch, self.parallel.compute_dtype)
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        with torch.device("meta"):
+            model = self.build_model()
+        mesh = self.device_mesh["data_parallel"] if self.device_mesh is not None else None
+        parallelize(
+            model,
+            mesh,
+            param_dtype=self.compute_dtype,
+            activation_checkpointing=self.parallel.activation_checkpointing,
+            compile_blocks=self.parallel.compile_blocks,
+        )
+        model.to_empty(device=self.trainer.strategy.root_device)
+        torch.manual_seed(self.seed)
+        model.init_weights()
+        self.load_initial_weights(model)
+        apply_freeze_preset(model, self.freeze_preset)
+        self.model = model
+        if self.ema_decay is not None:
+            self.ema = ExponentialMovingAverage(model, self.ema_decay)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optimizer_config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        warmup = max(cfg.warmup_steps, 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- steps ----------------------------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        generator = step_generator(self.seed, self.global_step, self.global_rank)
+        losses = self.compute_loss(batch, generator, noise_level=None)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False)
+        self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False)
+        return losses["loss"]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        totals: dict[str, Tensor] = {}
+        levels = stratified_noise_levels(self.validation.noise_levels)
+        for i, level in enumerate(levels.tolist()):
+            generator = step_generator(self.validation.seed, batch_idx, self.global_rank, stream=i)
+            for k, v in self.compute_loss(batch, generator, noise_level=level).items():
+                totals[k] = totals.get(k, 0) + v.detach() / len(levels)
+        self.log_dict({f"val/{k}": v for k, v in totals.items()}, sync_dist=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = self.optimizer_config.grad_clip_norm or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if isinstance(norm, DTensor):
+            norm = norm.full_tensor()
+        self.log("train/grad_norm", norm)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here rather than in on_train_batch_end, which runs after checkpoint callbacks: a
+        # checkpoint must hold the average that includes its own step.
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        self.flops_per_batch = self.batch_flops(batch)
+
+    def batch_flops(self, batch: Batch) -> float:
+        raise NotImplementedError
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        logger = self.logger
+        if logger is not None and hasattr(logger, "run_id"):
+            # Lets `python -m ovi_pl fit --ckpt_path ...` continue the same MLflow run.
+            checkpoint["mlflow_run_id"] = logger.run_id
+
+
+class AudioPretraining(OviTrainingModule):
+    """Stage 1: the audio tower alone, on clips up to 12 s padded to the batch's longest."""
+
+    def __init__(
+        self,
+        model_config: str = "ovi-11b",
+        freeze_preset: str = "audio-pretrain",
+        optimizer: OptimizerConfig = OptimizerConfig(lr=1e-4, betas=(0.9, 0.999)),
+        parallel: ParallelConfig = ParallelConfig(),
+        timesteps: TimestepSampler = TimestepSampler(),
+        validation: ValidationConfig = ValidationConfig(),
+        text_dropout: float = 0.1,
+        ema_decay: float | None = 0.9999,
+        seed: int = 0,
+        init_checkpoint: str | None = None,
+    ) -> None:
+        super().__init__(
+            model_config, freeze_preset, optimizer, parallel, timesteps, validation, text_dropout, ema_decay, seed
+        )
+        self.init_checkpoint = init_checkpoint
+
+    def build_model(self) -> nn.Module:
+        return DiTTower(get_model_config(self.model_config).audio)
+
+    def load_initial_weights(self, model: nn.Module) -> None:
+        if self.init_checkpoint:
+            load_audio_tower(model, self.init_checkpoint)
+
+    def compute_loss(self, batch: Batch, generator: torch.Generator, noise_level: float | None) -> dict[str, Tensor]:
+        x0, lengths = batch["audio_latents"], batch["audio_length"]
+        s = _noise_levels(self.timesteps, x0.shape[0], generator, noise_level, x0.device)
+        noise = noise_like(x0, generator)
+        text = drop_text(batch["text_embedding"], self.text_dropout if noise_level is None else 0.0, generator)
+        prediction = self.model(add_noise(x0, noise, s), to_model_time(s), text, lengths=lengths)
+        loss = masked_mse(prediction, velocity_target(x0, noise), length_mask(lengths, x0.shape[1]))
+        return {"loss": loss, "loss_audio": loss}
+
+    def batch_flops(self, batch: Batch) -> float:
+        cfg = get_model_config(self.model_config)
+        audio = batch["audio_latents"]
+        return training_flops(cfg.audio, audio.shape[0], audio.shape[1], other_tokens=0)
+
+
+class FusionTraining(OviTrainingModule):
+    """Stage 2: both towers, Ovi's `fusion` freezing preset, weighted video and audio losses."""
+
+    def __init__(
+        self,
+        model_config: str = "ovi-11b",
+        freeze_preset: str = "fusion",
+        optimizer: OptimizerConfig = OptimizerConfig(),
+        parallel: ParallelConfig = ParallelConfig(),
+        timesteps: TimestepSampler = TimestepSampler(),
+        validation: ValidationConfig = ValidationConfig(),
+        text_dropout: float = 0.1,
+        ema_decay: float | None = 0.9999,
+        seed: int = 0,
+        video_loss_weight: float = 0.85,
+        audio_loss_weight: float = 0.15,
+        image_to_video_prob: float = 0.0,
+        video_init: str | None = None,
+        audio_init: str | None = None,
+        init_checkpoint: str | None = None,
+    ) -> None:
+        super().__init__(
+            model_config, freeze_preset, optimizer, parallel, timesteps, validation, text_dropout, ema_decay, seed
+        )
+        if init_checkpoint and (video_init or audio_init):
+            raise ValueError("give either init_checkpoint (a whole Ovi model) or video_init/audio_init, not both")
+        self.video_loss_weight = video_loss_weight
+        self.audio_loss_weight = audio_loss_weight
+        self.image_to_video_prob = image_to_video_prob
+        self.video_init = video_init
+        self.audio_init = audio_init
+        self.init_checkpoint = init_checkpoint
+
+    def build_model(self) -> nn.Module:
+        return OviFusionModel(get_model_config(self.model_config))
+
+    def load_initial_weights(self, model: nn.Module) -> None:
+        if self.init_checkpoint:
+            load_ovi_checkpoint(model, self.init_checkpoint)
+        if self.video_init:
+            load_wan22_video_tower(model, self.video_init)
+        if self.audio_init:
+            load_audio_tower(model, self.audio_init)
+
+    def compute_loss(self, batch: Batch, generator: torch.Generator, noise_level: float | None) -> dict[str, Tensor]:
+        video, audio, lengths = batch["video_latents"], batch["audio_latents"], batch["audio_length"]
+        s = _noise_levels(self.timesteps, video.shape[0], generator, noise_level, video.device)
+        video_noise, audio_noise = noise_like(video, generator), noise_like(audio, generator)
+        training = noise_level is None
+        first_frame_clean = training and float(torch.rand(1, generator=generator)) < self.image_to_video_prob
+        noisy_video = add_noise(video, video_noise, s)
+        if first_frame_clean:
+            noisy_video[:, :, :1] = video[:, :, :1]
+        text = drop_text(batch["text_embedding"], self.text_dropout if training else 0.0, generator)
+        video_pred, audio_pred = self.model(
+            noisy_video,
+            add_noise(audio, audio_noise, s),
+            to_model_time(s),
+            text,
+            text,
+            audio_lengths=lengths,
+            first_frame_clean=first_frame_clean,
+        )
+        first = 1 if first_frame_clean else 0  # a clean conditioning frame has nothing to predict
+        loss_video = masked_mse(video_pred[:, :, first:], velocity_target(video, video_noise)[:, :, first:])
+        loss_audio = masked_mse(audio_pred, velocity_target(audio, audio_noise), length_mask(lengths, audio.shape[1]))
+        loss = self.video_loss_weight * loss_video + self.audio_loss_weight * loss_audio
+        return {"loss": loss, "loss_video": loss_video, "loss_audio": loss_audio}
+
+    def batch_flops(self, batch: Batch) -> float:
+        cfg = get_model_config(self.model_config)
+        video, audio = batch["video_latents"], batch["audio_latents"]
+        pt, ph, pw = cfg.video.patch_size
+        video_tokens = (video.shape[2] // pt) * (video.shape[3] // ph) * (video.shape[4] // pw)
+        batch_size, audio_tokens = audio.shape[:2]
+        return training_flops(cfg.video, batch_size, video_tokens, audio_tokens) + training_flops(
+            cfg.audio, batch_size, audio_tokens, video_tokens
+        )
+
+
+def _noise_levels(
+    sampler: TimestepSampler, batch: int, generator: torch.Generator, fixed: float | None, device: torch.device
+) -> Tensor:
+    if fixed is not None:
+        return torch.full((batch,), fixed, device=device)
+    return sampler.sample(batch, generator, device)
