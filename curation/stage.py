@@ -1,0 +1,55 @@
+"""The unit of a curation pipeline: a small class with its resources, a setup and a process-batch method.
+
+A pipeline is a list of stages built from the config and run on Ray Data. A stage sees batches
+of rows (one dict per clip or input file) and returns rows: the same ones updated, fewer, or
+more (a cutting stage turns one video into many clips). A row that a stage rejects is not
+dropped: it is returned with `status="rejected"`, the stage name and the reason, so the run's
+manifest accounts for every clip; later stages pass rejected rows through untouched.
+
+CPU stages run as Ray tasks; stages with `Resources.actors` set run as an actor pool
+(`ActorPoolStrategy`), which is how model stages keep their weights loaded between batches.
+`Resources.environment="models"` runs the actors on the second environment's interpreter
+(`.venv-models`, see README "Environments").
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+Row = dict[str, Any]
+
+KEPT = "kept"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage needs from Ray."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_gb: float | None = None
+    # Size of the actor pool for stages that hold a model; None runs the stage as stateless tasks.
+    actors: int | None = None
+    environment: Literal["main", "models"] = "main"
+
+
+class Stage(ABC):
+    """Subclasses set `name`, `resources` and `batch_size`, and implement `process_batch`."""
+
+    name: ClassVar[str]
+    resources: ClassVar[Resources] = Resources()
+    batch_size: ClassVar[int] = 1
+
+    def setup(self) -> None:
+        """Load models or open resources; runs once per worker before its first batch."""
+
+    @abstractmethod
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        """Process the rows still marked kept; the pipeline passes rejected rows around the stage."""
+
+    def reject(self, row: Row, reason: str, **scores: float) -> Row:
+        """Mark `row` rejected by this stage, keeping its scores for the manifest."""
+        return {**row, "status": REJECTED, "rejected_by": self.name, "reason": reason, **scores}
