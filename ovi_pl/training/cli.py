@@ -7,6 +7,7 @@ as `config.yaml`, and resuming with `--ckpt_path` continues the same MLflow run.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from ovi_pl.training.modules import OptimizerConfig, ParallelConfig, ValidationC
 # Our config dataclasses travel in checkpoint metadata; allow them through weights_only loading.
 torch.serialization.add_safe_globals([OptimizerConfig, ParallelConfig, ValidationConfig, TimestepSampler])
 
-TRAINING_COMMANDS = ("fit", "validate", "test")
+# Our blocks add their sublayers' outputs out of place, so FSDP2's advice about in-place ops on
+# returned views does not apply; it would otherwise print once per sharded module.
+warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
 
 
 class LogConfigToMLflow(SaveConfigCallback):
