@@ -5,6 +5,11 @@ of rows (one dict per clip or input file) and returns rows: the same ones update
 more (a cutting stage turns one video into many clips). A row that a stage rejects is not
 dropped: it is returned with `status="rejected"`, the stage name and the reason, so the run's
 manifest accounts for every clip; later stages pass rejected rows through untouched.
+A row on which a stage raises is not lost either: the framework (`curation/runner.py`) turns the
+exception into a `status="quarantined"` record naming the stage and the error, and retries the
+rest of the batch row by row so one corrupt input cannot take its batch mates down with it.
+
+Scores live in `row["scores"]` (name -> float), the same names the shard json's `scores` uses.
 
 CPU stages run as Ray tasks; stages with `Resources.actors` set run as an actor pool
 (`ActorPoolStrategy`), which is how model stages keep their weights loaded between batches.
@@ -22,6 +27,7 @@ Row = dict[str, Any]
 
 KEPT = "kept"
 REJECTED = "rejected"
+QUARANTINED = "quarantined"
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,23 @@ class Stage(ABC):
     def process_batch(self, rows: list[Row]) -> list[Row]:
         """Process the rows still marked kept; the pipeline passes rejected rows around the stage."""
 
-    def reject(self, row: Row, reason: str, **scores: float) -> Row:
-        """Mark `row` rejected by this stage, keeping its scores for the manifest."""
-        return {**row, "status": REJECTED, "rejected_by": self.name, "reason": reason, **scores}
+    def reject(self, row: Row, reason: str, detail: str = "", **scores: float) -> Row:
+        """Mark `row` rejected by this stage, keeping its scores for the manifest.
+
+        `reason` is a short snake_case code the report counts by; `detail` says what was found
+        and what the threshold was, for a human reading the manifest.
+        """
+        return {**row, "status": REJECTED, "rejected_by": self.name, "reason": reason, "detail": detail,
+                "scores": {**row.get("scores", {}), **scores}}
+
+    @staticmethod
+    def with_scores(row: Row, **scores: float) -> Row:
+        """`row` with scores added (scores are recorded for kept and rejected rows alike)."""
+        return {**row, "scores": {**row.get("scores", {}), **scores}}
+
+    def describe(self) -> str:
+        """One line for the run log: the stage and where it runs."""
+        r = self.resources
+        where = f"actor pool of {r.actors}" if r.actors else "tasks"
+        env = f", env {r.environment}" if r.environment != "main" else ""
+        return f"{self.name}: {where}, {r.cpus:g} cpu{f', {r.gpus:g} gpu' if r.gpus else ''}{env}, batch {self.batch_size}"

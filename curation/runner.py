@@ -1,0 +1,115 @@
+"""Running stages: the pass-around/quarantine rule, and the Ray Data plumbing around it.
+
+Rows travel through Ray Data as one binary column of pickled dicts. Rows of different stages
+carry different fields (an input has a probe result, a clip has times and scores); as Arrow
+columns they would need one schema unified across every block, which breaks the first time a
+field is None in one block and a float in another. One opaque column keeps blocks trivially
+compatible, and the dicts stay plain Python for the stages.
+"""
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from .stage import KEPT, QUARANTINED, Row, Stage
+
+ROW_COLUMN = "row"
+_MAX_ERROR_CHARS = 2000
+
+
+def encode_rows(rows: list[Row]) -> pa.Table:
+    return pa.table({ROW_COLUMN: pa.array([pickle.dumps(r, protocol=5) for r in rows], type=pa.binary())})
+
+
+def decode_rows(table: pa.Table) -> list[Row]:
+    return [pickle.loads(b) for b in table.column(ROW_COLUMN).to_pylist()]
+
+
+def quarantine(row: Row, stage: str, exc: BaseException) -> Row:
+    """The record of a row on which `stage` raised: what failed and where, instead of a crash."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    return {**row, "status": QUARANTINED, "rejected_by": stage, "reason": "error",
+            "error_type": type(exc).__name__, "error": str(exc)[:_MAX_ERROR_CHARS], "detail": where}
+
+
+def apply_stage(stage: Stage, rows: list[Row]) -> list[Row]:
+    """Run `stage` on the kept rows of a batch; pass the others around it; never raise for a row.
+
+    If the batch fails, each kept row is retried alone, so only the row that raises is
+    quarantined. Output order: the stage's output rows, then the rows it did not see.
+    """
+    kept = [r for r in rows if r.get("status", KEPT) == KEPT]
+    passed = [r for r in rows if r.get("status", KEPT) != KEPT]
+    if not kept:
+        return passed
+    try:
+        return _checked(stage, stage.process_batch(kept)) + passed
+    except Exception as exc:  # noqa: BLE001 - any failure of a stage becomes a record, never a crashed run
+        if len(kept) == 1:
+            return [quarantine(kept[0], stage.name, exc)] + passed
+    out: list[Row] = []
+    for row in kept:
+        try:
+            out += _checked(stage, stage.process_batch([row]))
+        except Exception as exc:  # noqa: BLE001
+            out.append(quarantine(row, stage.name, exc))
+    return out + passed
+
+
+def _checked(stage: Stage, out: Any) -> list[Row]:
+    if not isinstance(out, list) or not all(isinstance(r, dict) for r in out):
+        raise TypeError(f"stage {stage.name!r}: process_batch must return a list of dict rows, got {type(out).__name__}")
+    return out
+
+
+class StageTask:
+    """A stage as a Ray Data task function: stateless, setup once per worker process."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        self._ready = False
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if not self._ready:
+            self.stage.setup()
+            self._ready = True
+        return encode_rows(apply_stage(self.stage, decode_rows(batch)))
+
+
+class StageActor:
+    """A stage as a Ray Data actor: setup (model loading) once, then many batches."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        self.stage.setup()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return encode_rows(apply_stage(self.stage, decode_rows(batch)))
+
+
+def add_stage(ds: Any, stage: Stage, models_python: str | None = None) -> Any:
+    """Append `stage` to a Ray Dataset: tasks for CPU stages, an actor pool for model stages."""
+    import ray.data
+
+    res = stage.resources
+    kwargs: dict[str, Any] = dict(batch_size=stage.batch_size, batch_format="pyarrow", num_cpus=res.cpus,
+                                  zero_copy_batch=False)
+    if res.gpus:
+        kwargs["num_gpus"] = res.gpus
+    if res.memory_gb:
+        kwargs["memory"] = res.memory_gb * 2**30
+    if res.environment == "models":
+        if not models_python:
+            raise ValueError(f"stage {stage.name!r} runs in the 'models' environment but no interpreter was given")
+        # Ray's py_executable plugin starts this stage's workers with .venv-models' interpreter;
+        # the driver and the other stages stay on the main environment.
+        kwargs["runtime_env"] = {"py_executable": models_python}
+    if res.actors:
+        return ds.map_batches(StageActor, fn_constructor_args=(stage,),
+                              compute=ray.data.ActorPoolStrategy(size=res.actors), **kwargs)
+    fn: Callable[[pa.Table], pa.Table] = StageTask(stage)
+    return ds.map_batches(fn, **kwargs)
