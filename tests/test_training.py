@@ -173,3 +173,20 @@ def test_audio_pretraining_feeds_fusion_training(tmp_path):
     fused = ovi_to_ours(load_file(export_checkpoint(checkpoint(tmp_path, 2), tmp_path / "fused.safetensors")))
     for name in ("head.proj.weight", "blocks.1.ffn.0.weight", "patch_embedding.mlp.w2.weight"):
         assert torch.equal(fused[f"audio.{name}"], tower[name]), name  # frozen in stage 2, so still stage 1's
+
+
+def test_validate_reproduces_the_validation_loss_logged_in_training(two_process_run):
+    client = mlflow_client(two_process_run)
+    (run,) = client.search_runs([client.get_experiment_by_name("ovi-tiny-fusion").experiment_id])
+    logged = max(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.step).value
+    # Validation with another learning rate than training used: same weights, same loss; the run
+    # keeps its first lr and records the new one as a tag.
+    result = ovi_pl(two_process_run, "validate", "--config", str(ROOT / "configs/tiny_fusion.yaml"),
+                    "--trainer.devices=2", "--data.num_samples=4", f"--ckpt_path={checkpoint(two_process_run, 8)}")
+    assert result.returncode == 0, result.stderr[-6000:]
+    revalidated = max(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.timestamp).value
+    assert revalidated == pytest.approx(logged, rel=1e-6)
+    run = client.get_run(run.info.run_id)
+    assert run.data.params["optimizer/lr"] == "0.003"
+    assert run.data.tags["changed_on_resume/optimizer/lr"] == "0.001"
+    assert "config-validate.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}

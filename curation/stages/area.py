@@ -9,7 +9,6 @@ from ..stage import Row, Stage
 
 class AreaFilterStage(Stage):
     name: ClassVar[str] = "area"
-    batch_size: ClassVar[int] = 16
 
     def __init__(self, config: AreaFilter):
         self.config = config

@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -38,7 +39,10 @@ class LogConfigToMLflow(SaveConfigCallback):
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger) and trainer.is_global_zero:
             text = self.parser.dump(self.config, skip_none=False)
-            logger.experiment.log_text(logger.run_id, text, "config.yaml")
+            # A resumed or re-evaluated run keeps each command's config next to the first one.
+            command = TrainerFn(stage).value
+            name = "config.yaml" if command == "fit" and not self.config.get("ckpt_path") else f"config-{command}.yaml"
+            logger.experiment.log_text(logger.run_id, text, name)
 
 
 class OviCLI(LightningCLI):
@@ -57,7 +61,7 @@ class OviCLI(LightningCLI):
             root.mkdir(parents=True, exist_ok=True)
             tracking_uri = f"sqlite:///{root.resolve()}/mlflow.db"
             trainer["logger"] = {
-                "class_path": "lightning.pytorch.loggers.MLFlowLogger",
+                "class_path": "ovi_pl.training.mlflow_logger.ResumableMLFlowLogger",
                 "init_args": {
                     "experiment_name": config["experiment_name"],
                     "tracking_uri": tracking_uri,

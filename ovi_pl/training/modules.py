@@ -166,13 +166,19 @@ class OviTrainingModule(L.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._log_fixed_level_losses(batch, batch_idx, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._log_fixed_level_losses(batch, batch_idx, "test")
+
+    def _log_fixed_level_losses(self, batch: Batch, batch_idx: int, prefix: str) -> None:
         totals: dict[str, Tensor] = {}
         levels = stratified_noise_levels(self.validation.noise_levels)
         for i, level in enumerate(levels.tolist()):
             generator = step_generator(self.validation.seed, batch_idx, self.global_rank, stream=i)
             for k, v in self.compute_loss(batch, generator, noise_level=level).items():
                 totals[k] = totals.get(k, 0) + v.detach() / len(levels)
-        self.log_dict({f"val/{k}": v for k, v in totals.items()}, sync_dist=True)
+        self.log_dict({f"{prefix}/{k}": v for k, v in totals.items()}, sync_dist=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         params = [p for p in self.model.parameters() if p.grad is not None]

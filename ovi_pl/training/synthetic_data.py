@@ -111,6 +111,9 @@ class SyntheticLatentDataModule(L.LightningDataModule):
         dataset = self._dataset(self.seed + 7919, 0, limit=self.num_samples)
         return DataLoader(dataset, batch_size=self.batch_size)
 
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
     def state_dict(self) -> dict[str, int]:
         world = self.trainer.world_size if self.trainer else 1
         # `processed`, not `completed`: checkpoints are written from the end-of-batch hooks, before

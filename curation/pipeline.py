@@ -1,0 +1,250 @@
+"""From config to shards: build the stage list, run it on Ray Data, write shards, markers and the report."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import REPO_ROOT, CurationConfig
+from .report import make_record, write_manifest, write_report
+from .runner import add_stage, decode_rows
+from .stage import KEPT, Row, Stage
+from .stages import (AestheticFilterStage, AreaFilterStage, CutClips, DiscoverInputs, MotionFilterStage,
+                     PackageSamples, ProbeInputs, TranscodeClips, VolumeFilterStage, read_manifest)
+from .writer import Markers, ShardWriter
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "_state"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "_work"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.parquet"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+
+def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
+    """The stages in order, cheap per-input checks first so expensive work only sees survivors."""
+    f = config.filters
+    stages: list[Stage] = [ProbeInputs(config.probe, str(paths.work / "downloads"))]
+    if f.area.enabled:
+        stages.append(AreaFilterStage(f.area))
+    stages += [CutClips(config.scenes, config.clip), TranscodeClips(config.transcode, config.clip, str(paths.work / "clips"))]
+    if f.volume.enabled:
+        stages.append(VolumeFilterStage(f.volume))
+    if f.motion.enabled:
+        stages.append(MotionFilterStage(f.motion))
+    if f.aesthetic.enabled:
+        stages.append(AestheticFilterStage(f.aesthetic))
+    stages.append(PackageSamples(config.clip))
+    return stages
+
+
+def discover(config: CurationConfig) -> list[Row]:
+    specs = [{"spec": p, "caption": None, "base": os.getcwd()} for p in config.inputs.paths]
+    rows = DiscoverInputs(config.inputs.extensions, strict=True).process_batch(specs)
+    if config.inputs.manifest is not None:
+        rows += DiscoverInputs(config.inputs.extensions, strict=False).process_batch(read_manifest(config.inputs.manifest))
+    unique: dict[str, Row] = {}
+    for row in rows:
+        unique.setdefault(row["input_id"], row)
+    return list(unique.values())
+
+
+@dataclass
+class _InputProgress:
+    uri: str
+    expected: int | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    open_keys: set[str] = field(default_factory=set)
+
+
+class OutputCollector:
+    """Driver side: turns finished rows into shard samples, records and completion markers."""
+
+    def __init__(self, paths: RunPaths, config: CurationConfig, total_inputs: int, log: Any = print):
+        self.paths = paths
+        self.writer = ShardWriter(paths.shards, config.output.shard_max_samples, config.output.shard_max_bytes)
+        self.markers = Markers(paths.state)
+        self.inputs: dict[str, _InputProgress] = {}
+        self.key_owner: dict[str, str] = {}
+        self.total = total_inputs
+        self.finished = 0
+        self.log = log
+
+    def add(self, row: Row) -> None:
+        progress = self.inputs.setdefault(row["input_id"], _InputProgress(row["uri"]))
+        progress.expected = row.get("num_clips", 1) if row.get("record_type") == "clip" else 1
+        record = make_record(row)
+        progress.records.append(record)
+        closed: list[tuple[str, list[str]]] = []
+        if row.get("status") == KEPT and row.get("record_type") == "clip":
+            key = row["key"]
+            if key in self.writer.written:  # written by a run that died before this input's marker
+                record["shard"] = self.writer.written[key]
+            else:
+                self.key_owner[key] = row["input_id"]
+                progress.open_keys.add(key)
+                closed = self.writer.add(key, {"json": row["sample_json"].encode(), "mp4": Path(row["mp4_path"]),
+                                               "flac": Path(row["flac_path"])})
+        elif row.get("record_type") == "clip":
+            _remove_work_files(row)
+        self._on_closed(closed)
+        self._maybe_done(row["input_id"])
+
+    def finish(self) -> None:
+        self._on_closed(self.writer.finish())
+        for input_id in list(self.inputs):
+            self._maybe_done(input_id)
+        unfinished = [p.uri for p in self.inputs.values()]
+        if unfinished:
+            raise RuntimeError(f"{len(unfinished)} inputs did not finish (rows missing from the pipeline): "
+                               f"{unfinished[:5]}; rerun to resume them")
+
+    def _on_closed(self, closed: list[tuple[str, list[str]]]) -> None:
+        for name, keys in closed:
+            for key in keys:
+                owner = self.inputs.get(self.key_owner.pop(key, ""))
+                if owner is None:
+                    continue
+                owner.open_keys.discard(key)
+                for record in owner.records:
+                    if record.get("key") == key:
+                        record["shard"] = name
+                        _remove_work_files({"mp4_path": self.paths.work / "clips" / f"{key}.mp4",
+                                            "flac_path": self.paths.work / "clips" / f"{key}.flac"})
+            for input_id in {r for r in list(self.inputs)}:
+                self._maybe_done(input_id)
+
+    def _maybe_done(self, input_id: str) -> None:
+        progress = self.inputs.get(input_id)
+        if progress is None or progress.expected is None or len(progress.records) < progress.expected or progress.open_keys:
+            return
+        self.markers.write(input_id, progress.uri, progress.records)
+        del self.inputs[input_id]
+        self.finished += 1
+        kept = sum(r["status"] == KEPT for r in progress.records)
+        reasons = sorted({f"{r['stage']}:{r['reason']}" for r in progress.records if r["status"] != KEPT})
+        self.log(f"[curation] input {self.finished}/{self.total} done: {progress.uri} -> {kept} kept"
+                 + (f", not kept: {', '.join(reasons)}" if reasons else ""))
+
+
+def _remove_work_files(row: Row) -> None:
+    for name in ("mp4_path", "flac_path"):
+        if row.get(name):
+            Path(row[name]).unlink(missing_ok=True)
+
+
+def init_ray(config: CurationConfig) -> None:
+    """Connect to the cluster the config or RAY_ADDRESS names, or start an in-process one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        # Under `ray job submit` the job's runtime_env (working_dir) already applies to this driver.
+        ray.init(address=address)
+        return
+    # Workers of a local cluster inherit this environment; the repo root on PYTHONPATH lets them
+    # unpickle the stages when run.py was started as a script rather than an installed package.
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    # address="local": never attach to some other cluster on this machine that `ray start` left running.
+    ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False)
+
+
+def run(config: CurationConfig, log: Any = print) -> dict[str, Any]:
+    """Run the pipeline; return the summary. Safe to rerun on the same output dir: it resumes."""
+    t0 = time.time()
+    paths = RunPaths(config.output.dir.resolve())
+    # Clips a killed run left half-transcoded; their inputs have no marker and are redone.
+    shutil.rmtree(paths.work / "clips", ignore_errors=True)
+    for p in (paths.shards, paths.state, paths.work):
+        p.mkdir(parents=True, exist_ok=True)
+    _check_config_unchanged(config, paths)
+    inputs = discover(config)
+    collector = OutputCollector(paths, config, len(inputs), log)
+    done = collector.markers.done_ids()
+    todo = [r for r in inputs if r["input_id"] not in done]
+    log(f"[curation] {len(inputs)} inputs, {len(inputs) - len(todo)} already done, {len(todo)} to process; "
+        f"output {paths.root}")
+    collector.total = len(todo)
+    if todo:
+        _execute(config, paths, todo, collector, log)
+    records = collector.markers.all_records()
+    write_manifest(records, paths.manifest)
+    summary = write_report(records, paths.report, _thresholds(config))
+    summary["seconds"] = round(time.time() - t0, 1)
+    summary["shards"] = len(list(paths.shards.glob("shard-*.tar")))
+    _print_counts(summary, paths, log)
+    return summary
+
+
+def _execute(config: CurationConfig, paths: RunPaths, todo: list[Row], collector: OutputCollector, log: Any) -> None:
+    import ray.data
+
+    stages = build_stages(config, paths)
+    init_ray(config)
+    for stage in stages:
+        log(f"[curation] stage {stage.describe()}")
+    # One block per input so inputs spread over workers from the first stage on.
+    ds = ray.data.from_items([{"row": pickle.dumps(r, protocol=5)} for r in todo],
+                             override_num_blocks=len(todo))
+    for stage in stages:
+        ds = add_stage(ds, stage, str(config.models_python()))
+        if isinstance(stage, CutClips):
+            # A long source yields many clips in one block; one clip per block lets transcoding fan out.
+            ds = ds.repartition(target_num_rows_per_block=1)
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for row in decode_rows(batch):
+            collector.add(row)
+    collector.finish()
+
+
+def _check_config_unchanged(config: CurationConfig, paths: RunPaths) -> None:
+    """Warn when resuming with different settings: finished inputs keep the old settings' results."""
+    saved = paths.state / "config.json"
+    current = config.model_dump(mode="json", exclude={"ray"})
+    if saved.exists():
+        if json.loads(saved.read_text()) != current:
+            print(f"[curation] warning: config differs from the one {paths.root} was started with; finished inputs "
+                  "are not redone (use a new output.dir to apply new settings everywhere)", file=sys.stderr)
+    else:
+        saved.write_text(json.dumps(current, indent=2))
+
+
+def _thresholds(config: CurationConfig) -> dict[str, float]:
+    f = config.filters
+    return {"area": f.area.min_area, "mean_volume_db": f.volume.min_mean_volume_db, "motion": f.motion.min_motion,
+            "aesthetic": f.aesthetic.min_score}
+
+
+def _print_counts(summary: dict[str, Any], paths: RunPaths, log: Any) -> None:
+    log(f"[curation] finished in {summary['seconds']} s: {summary['inputs']} inputs, {summary['clips']} clips, "
+        f"{summary['kept']} kept, {summary['rejected']} rejected, {summary['quarantined']} quarantined, "
+        f"{summary['shards']} shards")
+    for reason, count in summary["by_reason"].items():
+        log(f"[curation]   {count:6d}  {reason}")
+    log(f"[curation] shards: {paths.shards}  manifest: {paths.manifest}  report: {paths.report / 'index.html'}")

@@ -1,0 +1,47 @@
+"""Command line: `python curation/run.py --config configs/curation.yaml` (or `python -m curation.run`).
+
+Runs on an in-process Ray cluster unless RAY_ADDRESS is set or the config names `ray.address`;
+under `ray job submit --working-dir . -- python curation/run.py --config ...` it joins the
+job's cluster unchanged. Rerunning with the same config resumes where a killed run stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Started as a script: make the repository root importable (the project is not pip-installed
+    # everywhere, e.g. in a Ray job's working_dir).
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from curation.config import ConfigError, load_config  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="curation.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="YAML config (see configs/curation.yaml)")
+    parser.add_argument("--check", action="store_true", help="validate the config and list the inputs, then stop")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from curation.pipeline import discover, run
+    from curation.stages.discover import InputNotFoundError
+
+    try:
+        if args.check:
+            inputs = discover(config)
+            print(f"config OK; {len(inputs)} inputs")
+            return 0
+        run(config, log=lambda msg: print(msg, flush=True))
+    except InputNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0  # quarantined inputs are in the report; they do not fail the run
+
+
+if __name__ == "__main__":
+    sys.exit(main())

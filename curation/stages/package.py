@@ -1,0 +1,55 @@
+"""Build each kept clip's `.json` member and validate it with data_specs before anything is written.
+
+data_specs schema 1.0 requires a tagged caption. Captions come from the input manifest
+(`{"path": ..., "caption": ...}`) until the captioning stage lands; a clip without one is
+rejected here as `uncaptioned` rather than written with an invented caption.
+"""
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+from data_specs import SCHEMA_VERSION, SampleMetaError, parse_sample_meta
+
+from ..config import ClipConfig
+from ..stage import Row, Stage
+
+
+def sample_json(row: Row, clip: ClipConfig) -> dict:
+    probe, video = row["probe"], row["video"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "key": row["key"],
+        "kind": "audio_video",
+        "source": {"uri": row["uri"], "start_s": row["start_s"], "end_s": row["end_s"],
+                   "fps": probe.get("fps"), "width": probe.get("width"), "height": probe.get("height")},
+        "media": {"duration_s": round(video["num_frames"] / clip.fps, 6),
+                  "video": {"fps": clip.fps, "num_frames": video["num_frames"], "width": video["width"],
+                            "height": video["height"]},
+                  "audio": {"sample_rate": clip.audio_sample_rate, "channels": 1}},
+        "caption": row.get("caption", ""),
+        "scores": {k: float(v) for k, v in sorted(row.get("scores", {}).items())},
+    }
+
+
+class PackageSamples(Stage):
+    name: ClassVar[str] = "package"
+
+    def __init__(self, clip: ClipConfig):
+        self.clip = clip
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        out = []
+        for row in rows:
+            if not (row.get("caption") or "").strip():
+                out.append(self.reject(row, "uncaptioned", f"data_specs {SCHEMA_VERSION} requires a tagged caption; "
+                                       "give one in the inputs manifest (captioning stage: later issue)"))
+                continue
+            meta = sample_json(row, self.clip)
+            try:
+                parse_sample_meta(meta, source=f"clip {row['key']}")
+            except SampleMetaError as exc:
+                out.append(self.reject(row, "invalid_sample", "; ".join(exc.problems)))
+                continue
+            out.append({**row, "sample_json": json.dumps(meta, sort_keys=True)})
+        return out

@@ -1,0 +1,50 @@
+"""Transcode each clip: 24 fps H.264 + AAC mp4 of exactly `num_frames` frames, and 16 kHz mono FLAC."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from ..config import ClipConfig, TranscodeConfig
+from ..media import FFMPEG, count_video_frames, ffprobe_json, run_tool
+from ..stage import Row, Stage
+
+
+class TranscodeClips(Stage):
+    name: ClassVar[str] = "transcode"
+
+    def __init__(self, transcode: TranscodeConfig, clip: ClipConfig, clips_dir: str):
+        self.transcode = transcode
+        self.clip = clip
+        self.clips_dir = clips_dir
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        return [self._transcode(row) for row in rows]
+
+    def _transcode(self, row: Row) -> Row:
+        c, t = self.clip, self.transcode
+        out_dir = Path(self.clips_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        mp4, flac = out_dir / f"{row['key']}.mp4", out_dir / f"{row['key']}.flac"
+        seconds = f"{c.num_frames / c.fps:.6f}"
+        # -ss before -i seeks by decoding from the previous keyframe, which is frame-accurate when re-encoding.
+        # apad + -t: the audio lasts exactly the clip even where the source's audio ends early.
+        # Without an audio track (probe.require_audio: false) the clip gets digital silence, which the
+        # volume filter then judges like any other quiet clip.
+        silence = [] if row["probe"]["has_audio"] else ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
+        audio = "0:a:0" if row["probe"]["has_audio"] else "1:a:0"
+        args = [FFMPEG, "-v", "error", "-nostdin", "-y", "-ss", f"{row['start_s']:.6f}", "-i", row["path"], *silence,
+                "-map", "0:v:0", "-map", audio,
+                "-vf", f"fps={c.fps},scale=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p",
+                "-frames:v", str(c.num_frames), "-c:v", "libx264", "-preset", t.preset, "-crf", str(t.crf),
+                "-af", "apad", "-t", seconds, "-c:a", "aac", "-b:a", f"{t.audio_bitrate_kbps}k",
+                "-movflags", "+faststart", str(mp4),
+                "-map", audio, "-vn", "-af", "apad", "-t", seconds, "-ac", "1", "-ar", str(c.audio_sample_rate),
+                "-sample_fmt", "s16", "-c:a", "flac", str(flac)]
+        run_tool(args, t.timeout_s)
+        frames = count_video_frames(mp4)
+        if frames != c.num_frames:
+            # The source ran out of decodable frames before its declared end (truncated or VFR files).
+            return self.reject(row, "short_clip", f"transcoded clip has {frames} frames, expected {c.num_frames}")
+        video = next(s for s in ffprobe_json(mp4)["streams"] if s["codec_type"] == "video")
+        return {**row, "mp4_path": str(mp4), "flac_path": str(flac),
+                "video": {"width": int(video["width"]), "height": int(video["height"]), "num_frames": frames}}

@@ -1,0 +1,218 @@
+"""LightningDataModule over WebDataset shards: precomputed latents, or raw clips encoded on the fly.
+
+Batches are what FusionTraining consumes (`video_latents` [B, 48, F, H, W], `audio_latents`
+[B, L, 20] zero-padded, `audio_length` [B], `text_embedding` [B, T, D] zero past each prompt), or,
+with modality "audio", the same without `video_latents` for AudioPretraining. Raw clips are decoded,
+resized and cropped in the dataloader workers; the encoders run in `on_after_batch_transfer`,
+on the training device, in the main process.
+
+The data position is global: batches consumed per rank (equal on every rank, Lightning steps in
+lockstep) together with the seed, world size, workers and batch size that fix the stream.
+Checkpoints keep rank 0's state, which every rank can use; see stream.py for the order itself.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from ovi_pl.encoders import AudioVAE, UMT5TextEncoder, VideoVAE
+
+from .collate import pad_sequences
+from .encoding import EncoderPaths, Encoders
+from .geometry import DEFAULT_TARGET_AREA
+from .samples import TEXT_MEMBER, SampleConfig
+from .stream import SKIPPED_KEY, ShardBatchStream
+from .urls import expand_shard_urls
+
+log = logging.getLogger(__name__)
+SKIPPED_METRIC = "data/skipped_samples"
+_STREAM_FIELDS = ("world_size", "num_workers", "batch_size", "seed")
+
+
+class ShardDataModule(L.LightningDataModule):
+    """Shards -> training batches. Train with `max_steps`: the training stream is endless
+    (data epoch after data epoch) unless `epochs` is set.
+
+    train_urls / val_urls: paths, globs, `{000..099}` brace patterns, directories, `pipe:`
+        commands or fsspec URLs (see urls.py); at least world_size x num_workers shards.
+    mode: "latent" reads `video_latents.npy`, `audio_latents.npy` and `text_member`; "raw"
+        decodes `.mp4` and `.flac`/`.wav` and encodes with `encoders` (paths) or the loaded
+        `video_vae` / `audio_vae` / `text_encoder`; the text embedding comes from `text_member`
+        when the sample has it, else from the text encoder on the caption.
+    modality: "audio_video" (fusion; audio-only samples are passed over) or "audio" (audio
+        pretraining: every sample's audio, up to `max_audio_seconds`, batches without video).
+    num_frames, target_area, buckets: raw mode crops clips to num_frames at 24 fps and resizes
+        and centre-crops them to about target_area pixels (sides multiples of 32, the clip's aspect
+        ratio) or to the nearest-aspect entry of `buckets` ([[h, w], ...]).
+    text_len: text embeddings are cut to this many tokens (the model's text_len).
+    shuffle_buffer: samples held to shuffle across shards; samples batch only with samples of the
+        same latent shape, so batch_size > 1 works with mixed aspect ratios.
+    """
+
+    def __init__(
+        self,
+        train_urls: str | list[str],
+        val_urls: str | list[str] | None = None,
+        mode: Literal["latent", "raw"] = "latent",
+        modality: Literal["audio_video", "audio"] = "audio_video",
+        batch_size: int = 1,
+        num_workers: int = 2,
+        seed: int = 0,
+        shuffle_buffer: int = 256,
+        epochs: int | None = None,
+        val_batches: int = 8,
+        num_frames: int = 121,
+        target_area: int = DEFAULT_TARGET_AREA,
+        buckets: list[tuple[int, int]] | None = None,
+        max_audio_seconds: float = 12.0,
+        text_member: str = TEXT_MEMBER,
+        text_len: int = 512,
+        encoders: EncoderPaths | None = None,
+        video_vae: VideoVAE | None = None,
+        audio_vae: AudioVAE | None = None,
+        text_encoder: UMT5TextEncoder | None = None,
+        pin_memory: bool = False,
+        return_keys: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_workers < 0 or val_batches < 0:
+            raise ValueError("num_workers and val_batches must be >= 0")
+        self.train_urls = expand_shard_urls(train_urls)
+        self.val_urls = expand_shard_urls(val_urls) if val_urls else None
+        self.sample_config = SampleConfig(
+            mode=mode, modality=modality, num_frames=num_frames, target_area=target_area,
+            buckets=tuple(tuple(b) for b in buckets) if buckets else None,  # type: ignore[misc]
+            max_audio_seconds=max_audio_seconds, text_member=text_member, text_len=text_len,
+        )
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.shuffle_buffer = shuffle_buffer
+        self.epochs = epochs
+        self.val_batches = val_batches
+        self.pin_memory = pin_memory
+        self.return_keys = return_keys
+        self.encoder_paths = encoders
+        self.encoders = Encoders(video=video_vae, audio=audio_vae, text=text_encoder)
+        self._encoders_loaded = encoders is None
+        self.skipped_samples = 0  # on this rank, bad samples passed over so far
+        self.consumed_batches = 0  # per rank, restored on resume
+        self._restored: dict[str, Any] | None = None
+
+    # -- loaders ----------------------------------------------------------------------------
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_stream(self, rank: int | None = None, world_size: int | None = None) -> ShardBatchStream:
+        """This rank's training stream, resuming at the restored position."""
+        own_rank, own_world = self._rank_world()
+        rank, world_size = (own_rank if rank is None else rank), (own_world if world_size is None else world_size)
+        consumed = self._resume_point(world_size)
+        return ShardBatchStream(
+            self.train_urls, self.sample_config, self.batch_size, seed=self.seed, rank=rank, world_size=world_size,
+            shuffle=True, shuffle_buffer=self.shuffle_buffer, epochs=self.epochs, consumed_batches=consumed,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_stream(), self.num_workers)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if not self.val_urls or not self.val_batches:
+            return []
+        rank, world = self._rank_world()
+        # Fixed order, endless and cut to val_batches, so every rank runs the same number of
+        # forward passes (FSDP gathers weights collectively) and each validation sees the same batches.
+        stream = ShardBatchStream(
+            self.val_urls, self.sample_config, self.batch_size, seed=self.seed, rank=rank, world_size=world,
+            shuffle=False, epochs=None, limit=self.val_batches,
+        )
+        return self._loader(stream, 0)
+
+    def _loader(self, stream: ShardBatchStream, num_workers: int) -> DataLoader:
+        return DataLoader(stream, batch_size=None, num_workers=num_workers, pin_memory=self.pin_memory)
+
+    # -- position -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        # `processed`, not `completed`: checkpoints are written from the end-of-batch hooks, before
+        # the current batch counts as completed.
+        done = trainer.fit_loop.epoch_loop.batch_progress.total.processed if trainer is not None else self.consumed_batches
+        return {
+            "batches_per_rank": int(done),
+            "samples_consumed": int(done) * self.batch_size * world,  # at most; last batches of an epoch are partial
+            "world_size": world, "num_workers": self.num_workers, "batch_size": self.batch_size, "seed": self.seed,
+            "skipped_samples": self.skipped_samples,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._restored = dict(state)
+        self.skipped_samples = int(state.get("skipped_samples", 0))
+
+    def _resume_point(self, world_size: int) -> int:
+        if self._restored is None:
+            return self.consumed_batches
+        saved = self._restored
+        now = {"world_size": world_size, "num_workers": self.num_workers, "batch_size": self.batch_size,
+               "seed": self.seed}
+        changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+        if changed:
+            # The stream is a function of these; another value deals different shards to each stream.
+            log.warning("data position not restored: %s changed since the checkpoint (saved, now); the data "
+                        "order starts again from the beginning", changed)
+            self.consumed_batches = 0
+        else:
+            self.consumed_batches = int(saved["batches_per_rank"])
+        self._restored = None
+        return self.consumed_batches
+
+    # -- device-side finishing ------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if not self._encoders_loaded and self.sample_config.mode == "raw":
+            loaded = Encoders.load(self.encoder_paths)  # type: ignore[arg-type]
+            self.encoders = Encoders(video=self.encoders.video or loaded.video,
+                                     audio=self.encoders.audio or loaded.audio, text=self.encoders.text or loaded.text)
+            self._encoders_loaded = True
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        """Count skipped samples, then turn raw media into latents with the encoders."""
+        skipped = int(batch.pop(SKIPPED_KEY, 0))
+        if skipped:
+            self.skipped_samples += skipped
+            self._log_skipped()
+        if not self.return_keys:
+            batch.pop("keys", None)
+        if "frames" in batch or "waveform" in batch or "captions" in batch:
+            self.setup("fit")
+            batch = self.encode_raw(batch)
+        return batch
+
+    def encode_raw(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Raw batch (frames / waveform / captions) -> the training batch, on the batch's device."""
+        device = next(v.device for v in batch.values() if isinstance(v, torch.Tensor))
+        enc = self.encoders.to(device)
+        if "frames" in batch:
+            enc.require("video")
+            batch["video_latents"] = enc.video.encode(batch.pop("frames"))
+        if "waveform" in batch:
+            waves, lengths = batch.pop("waveform"), batch.pop("waveform_length")
+            latents = enc.encode_audio([waves[i, : int(n)] for i, n in enumerate(lengths)])
+            batch["audio_latents"], batch["audio_length"] = pad_sequences(latents)
+            batch["audio_length"] = batch["audio_length"].to(device)
+        captions = batch.pop("captions", None)
+        if captions is not None:
+            text = [t[: self.sample_config.text_len] for t in enc.encode_text(captions)]
+            batch["text_embedding"], _ = pad_sequences(text)
+        return batch
+
+    def _log_skipped(self) -> None:
+        trainer = self.trainer
+        if trainer is None:
+            return
+        for logger in trainer.loggers:  # rank-zero loggers: this is rank 0's count
+            logger.log_metrics({SKIPPED_METRIC: float(self.skipped_samples)}, step=trainer.global_step)
