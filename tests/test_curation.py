@@ -397,6 +397,8 @@ def test_ray_job_submit_runs_the_pipeline(inputs: dict, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # As with an activated venv: the job's `python` is this environment's interpreter.
     env["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Ray 2.60 clusters require a token; a private one keeps the test off ~/.ray/auth_token.
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex + uuid.uuid4().hex)
     start = subprocess.run([_ray_cli(), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
                             "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
