@@ -12,7 +12,7 @@ from torch import Tensor
 
 # The aligned audio reader of the encoders package, shared so raw training and curation cut the
 # same samples; it takes an open container, which works on in-memory members too.
-from ovi_pl.encoders.media import _read_audio
+from ovi_pl.encoders.media import read_audio_track
 
 from .geometry import resize_for_crop
 
@@ -69,7 +69,7 @@ def decode_mp4_audio(data: bytes, seconds: float, start: float = 0.0) -> Tensor:
     with av.open(io.BytesIO(data)) as container:
         if not container.streams.audio:
             raise ValueError("the mp4 has no audio stream and the sample no .flac/.wav member")
-        return _read_audio(container, AUDIO_RATE, start, round(seconds * AUDIO_RATE), _MAX_AUDIO_PAD_S, "mp4 member")
+        return read_audio_track(container, AUDIO_RATE, start, round(seconds * AUDIO_RATE), _MAX_AUDIO_PAD_S, "mp4 member")
 
 
 def _fit(samples: np.ndarray, seconds: float | None, what: str) -> Tensor:

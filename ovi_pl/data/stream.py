@@ -116,6 +116,8 @@ class ShardBatchStream(IterableDataset):
             yielded += 1
             if self.limit is not None and yielded >= self.limit:
                 return
+        for problem in problems:  # the stream ended with no batch left to count them in
+            log.warning(problem)
 
     def plan(self, stream: int, num_streams: int) -> Iterator[_Plan]:
         """The planned batches of global stream `stream` (rank * num_workers + worker), epoch after epoch.

@@ -44,7 +44,7 @@ def read_av_clip(
             raise ValueError(f"{path} needs both a video and an audio stream")
         video = _read_frames(container, num_frames, fps, start, path)
     with av.open(os.fspath(path)) as container:
-        audio = _read_audio(container, sample_rate, start, num_samples, max_audio_pad, path)
+        audio = read_audio_track(container, sample_rate, start, num_samples, max_audio_pad, path)
     return AVClip(video=video, audio=audio, fps=fps, sample_rate=sample_rate, start=start)
 
 
@@ -84,9 +84,11 @@ def _read_frames(
     return out
 
 
-def _read_audio(
+def read_audio_track(
     container: av.container.InputContainer, rate: int, start: float, num_samples: int, max_pad: float, path: object
 ) -> Tensor:
+    """Mono float32 audio at `rate` Hz: `num_samples` from `start` seconds, zero-padded by at most
+    `max_pad` seconds where the track ends early (`path` names the source in errors)."""
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     chunks: list[np.ndarray] = []

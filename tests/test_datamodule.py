@@ -1,0 +1,343 @@
+"""ShardDataModule: raw and latent shards into the batches the training modules consume.
+
+Shards are built here with webdataset.TarWriter from the shared real clips and from small
+ffmpeg-made clips; encoders are the tiny random-weight models of test_encoders in their
+released file formats.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader
+
+from ovi_pl.data import EncoderPaths, ShardDataModule
+from ovi_pl.encoders import read_av_clip
+
+# Tiny encoders in the released formats (module-scoped fixtures) and their audio config.
+from test_encoders import TINY_AUDIO, tiny_audio_ckpts, tiny_video_vae_dir  # noqa: F401
+
+MEDIA = sorted(Path("/work/shared/media").glob("*.mp4"))
+needs_media = pytest.mark.skipif(not MEDIA, reason="no sample clips in /work/shared/media")
+CAPTION = "A man says <S>hello<E> in the kitchen. <AUDCAP>Male voice speaking.<ENDAUDCAP>"
+TEXT_DIM, TEXT_LEN = 32, 16  # ovi-tiny's text geometry
+
+
+# ---------------------------------------------------------------------------- shard builders
+
+
+def make_clip(path: Path, width: int, height: int, frames: int = 9, audio: bool = True) -> bytes:
+    """An h264 mp4 of testsrc2 (+ a 440 Hz aac track) at 24 fps."""
+    seconds = frames / 24
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=24:duration={seconds}"]
+    if audio:  # a little longer than the video, as real containers often are
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds + 0.1:.3f}"]
+    cmd += ["-pix_fmt", "yuv420p", "-c:v", "libx264"]
+    cmd += ["-c:a", "aac", "-ac", "1", "-ar", "16000"] if audio else []
+    subprocess.run([*cmd, str(path)], check=True)
+    return path.read_bytes()
+
+
+def flac_bytes(seconds: float, freq: float = 330.0) -> bytes:
+    import soundfile
+
+    t = np.arange(round(seconds * 16000)) / 16000
+    buf = io.BytesIO()
+    soundfile.write(buf, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000, format="FLAC")
+    return buf.getvalue()
+
+
+def sample_json(key: str, width: int, height: int, num_frames: int, latents: list[dict] | None = None,
+                kind: str = "audio_video", caption: str = CAPTION) -> bytes:
+    media: dict = {"duration_s": round(num_frames / 24, 6), "audio": {"sample_rate": 16000, "channels": 1}}
+    if kind == "audio_video":
+        media["video"] = {"fps": 24, "num_frames": num_frames, "width": width, "height": height}
+    meta = {"schema_version": "1.0", "key": key, "kind": kind, "caption": caption, "media": media,
+            "source": {"uri": f"test://{key}", "start_s": 0.0, "end_s": num_frames / 24},
+            "latents": latents or []}
+    return json.dumps(meta).encode()
+
+
+def npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_shard(path: Path, samples: list[dict]) -> Path:
+    with wds.TarWriter(str(path), encoder=False) as sink:
+        for sample in samples:
+            sink.write(sample)
+    return path
+
+
+def latent_sample(key: str, mp4: bytes, width: int, height: int, seed: int, audio_len: int = 11,
+                  text_tokens: int = 5) -> dict:
+    """A 9-frame clip with random latents at its geometry ([48, 3, h/16, w/16]) and a 32-d text embedding."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "video_latents.npy": rng.standard_normal((48, 3, height // 16, width // 16)).astype(np.float16),
+        "audio_latents.npy": rng.standard_normal((audio_len, 20)).astype(np.float32),
+        "text_d32.npy": rng.standard_normal((text_tokens, TEXT_DIM)).astype(np.float16),
+    }
+    declared = [{"name": n, "dtype": str(a.dtype), "shape": list(a.shape)} for n, a in arrays.items()]
+    return {"__key__": key, "mp4": mp4, "json": sample_json(key, width, height, 9, declared),
+            **{n: npy(a) for n, a in arrays.items()}}
+
+
+@pytest.fixture(scope="module")
+def small_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    d = tmp_path_factory.mktemp("clips")
+    return {"wide": make_clip(d / "wide.mp4", 128, 64), "tall": make_clip(d / "tall.mp4", 64, 128)}
+
+
+@pytest.fixture(scope="module")
+def latent_shards(tmp_path_factory: pytest.TempPathFactory, small_clips: dict[str, bytes]) -> Path:
+    """8 shards x 3 samples, two latent shapes (wide 4x8, tall 8x4) mixed in every shard."""
+    d = tmp_path_factory.mktemp("latent_shards")
+    for s in range(8):
+        samples = []
+        for i in range(3):
+            n = s * 3 + i
+            wide = n % 3 != 2
+            w, h = (128, 64) if wide else (64, 128)
+            samples.append(latent_sample(f"clip{n:03d}", small_clips["wide" if wide else "tall"], w, h, seed=n,
+                                         audio_len=9 + n % 4, text_tokens=3 + n % 5))
+        write_shard(d / f"train-{s:03d}.tar", samples)
+    return d
+
+
+def all_keys(n: int = 24) -> set[str]:
+    return {f"clip{i:03d}" for i in range(n)}
+
+
+def latent_dm(urls: str | list[str], **kwargs) -> ShardDataModule:
+    args = dict(mode="latent", batch_size=2, num_workers=0, text_member="text_d32.npy", text_len=TEXT_LEN,
+                return_keys=True, shuffle_buffer=4)
+    return ShardDataModule(urls, **{**args, **kwargs})
+
+
+def fake_trainer(rank: int, world: int, processed: int) -> SimpleNamespace:
+    progress = SimpleNamespace(total=SimpleNamespace(processed=processed))
+    return SimpleNamespace(global_rank=rank, world_size=world, loggers=[], global_step=processed,
+                           fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
+
+
+def keys_of(loader, limit: int | None = None) -> list[list[str]]:
+    out = []
+    for i, batch in enumerate(loader):
+        if limit is not None and i >= limit:
+            break
+        out.append(batch["keys"])
+    return out
+
+
+def tiny_text_encoder_dir(path: Path, d_model: int = TEXT_DIM) -> Path:
+    """A 1-layer UMT5 encoder (d_model wide) and a unigram T5 tokenizer, saved with save_pretrained."""
+    from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
+
+    words = "a man woman says speaks hello kitchen stage the in of and two voice male speaking".split()
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [("\u2581" + w, -float(i + 1)) for i, w in enumerate(words)]
+    vocab += [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz.,'<>/"]
+    T5TokenizerFast(vocab=vocab, extra_ids=0).save_pretrained(path)
+    config = UMT5Config(vocab_size=len(vocab), d_model=d_model, d_kv=4, d_ff=32, num_layers=1, num_heads=4,
+                        relative_attention_num_buckets=8, relative_attention_max_distance=16)
+    torch.manual_seed(0)
+    UMT5EncoderModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder_paths(tmp_path_factory, tiny_video_vae_dir, tiny_audio_ckpts) -> EncoderPaths:  # noqa: F811
+    text = tiny_text_encoder_dir(tmp_path_factory.mktemp("umt5_32"))
+    return EncoderPaths(video_vae=str(tiny_video_vae_dir), audio_vae=str(tiny_audio_ckpts[0]),
+                        text_encoder=str(text), text_len=TEXT_LEN, audio_config=TINY_AUDIO)
+
+
+@pytest.fixture(scope="module")
+def real_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared clips as one raw shard each (121 frames, 24 fps, speech)."""
+    d = tmp_path_factory.mktemp("real_shards")
+    for i, clip in enumerate(MEDIA):
+        meta = sample_json(f"real{i}", 1280, 704, 121)
+        write_shard(d / f"real-{i:03d}.tar", [{"__key__": f"real{i}", "mp4": clip.read_bytes(), "json": meta}])
+    return d
+
+
+# ---------------------------------------------------------------------------- raw mode
+
+
+@needs_media
+def test_raw_path_decodes_121_frames_and_5_04_s_of_aligned_audio(real_shards: Path) -> None:
+    dm = ShardDataModule(str(real_shards), mode="raw", batch_size=1, num_workers=0, epochs=1,
+                         target_area=64 * 128, return_keys=True)
+    batches = list(dm.train_dataloader())
+    assert len(batches) == len(MEDIA)
+    for batch in batches:
+        assert batch["frames"].shape == (1, 3, 121, 64, 128) and batch["frames"].dtype == torch.uint8
+        assert batch["waveform"].shape == (1, 80_640) and batch["waveform_length"].tolist() == [80_640]
+        # Both span the clip from t = 0: 121 frames at 24 fps (5.042 s) and 5.04 s of audio, within a frame.
+        assert abs(121 / 24 - 80_640 / 16_000) < 1 / 24
+        assert batch["waveform"].square().mean().sqrt() > 1e-3  # speech, not silence
+    # Against the encoders' full-size reader (slow, so one clip): the same audio samples, and
+    # the same frames resized (the mean colour of every 30th frame agrees).
+    batch = batches[0]
+    reference = read_av_clip(MEDIA[int(batch["keys"][0].removeprefix("real"))], num_frames=121, fps=24.0)
+    torch.testing.assert_close(batch["waveform"][0], reference.audio, rtol=0, atol=0)
+    ref = reference.video[:, ::30].float().mean(dim=(1, 2, 3))
+    ours = batch["frames"][0, :, ::30].float().mean(dim=(1, 2, 3))
+    assert (ref - ours).abs().max() < 4.0
+
+
+@needs_media
+def test_raw_mode_encodes_batches_of_the_training_shapes(real_shards: Path, tiny_encoder_paths: EncoderPaths) -> None:
+    # Encoders built from local paths in setup(); 9 frames keep the tiny VAE quick on CPU.
+    dm = ShardDataModule(str(real_shards), mode="raw", batch_size=2, num_workers=0, num_frames=9,
+                         target_area=64 * 128, encoders=tiny_encoder_paths, text_len=TEXT_LEN, shuffle_buffer=0)
+    dm.setup("fit")
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert set(batch) == {"video_latents", "audio_latents", "audio_length", "text_embedding"}
+    # 9 frames -> 1 + 8/4 latent frames; 64x128 -> 4x8; 0.38 s of audio -> 11 latents at 31.25/s.
+    assert batch["video_latents"].shape == (2, 48, 3, 4, 8)
+    assert batch["audio_latents"].shape == (2, 11, 20) and batch["audio_length"].tolist() == [11, 11]
+    assert batch["audio_length"].dtype == torch.int64
+    text = batch["text_embedding"]
+    assert text.shape[0] == 2 and text.shape[1] <= TEXT_LEN and text.shape[2] == TEXT_DIM
+    assert all(torch.isfinite(batch[k]).all() for k in ("video_latents", "audio_latents", "text_embedding"))
+
+
+def test_raw_mode_buckets_mixed_aspect_ratios(tmp_path: Path, small_clips: dict[str, bytes]) -> None:
+    samples = []
+    for i in range(6):
+        shape = "wide" if i % 2 else "tall"
+        w, h = (128, 64) if shape == "wide" else (64, 128)
+        samples.append({"__key__": f"c{i}", "mp4": small_clips[shape], "json": sample_json(f"c{i}", w, h, 9)})
+    write_shard(tmp_path / "mixed.tar", samples)
+    dm = ShardDataModule(str(tmp_path / "mixed.tar"), mode="raw", batch_size=3, num_workers=0, num_frames=9,
+                         target_area=64 * 128, epochs=1, return_keys=True)
+    batches = list(dm.train_dataloader())
+    shapes = sorted(tuple(b["frames"].shape) for b in batches)
+    assert shapes == [(3, 3, 9, 64, 128), (3, 3, 9, 128, 64)]
+    assert sorted(k for b in batches for k in b["keys"]) == [f"c{i}" for i in range(6)]
+
+
+# ---------------------------------------------------------------------------- latent mode
+
+
+def test_latent_mode_batches_have_the_training_shapes(latent_shards: Path) -> None:
+    dm = latent_dm(str(latent_shards / "train-{000..007}.tar"), batch_size=2, return_keys=False)
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert set(batch) == {"video_latents", "audio_latents", "audio_length", "text_embedding"}
+    video, audio, lengths, text = (batch[k] for k in ("video_latents", "audio_latents", "audio_length",
+                                                      "text_embedding"))
+    assert video.shape[:3] == (2, 48, 3) and video.shape[3:] in ((4, 8), (8, 4)) and video.dtype == torch.float32
+    assert audio.shape[0] == 2 and audio.shape[2] == 20 and lengths.dtype == torch.int64
+    assert audio.shape[1] == int(lengths.max())
+    for i, n in enumerate(lengths.tolist()):
+        assert audio[i, n:].eq(0).all() and audio[i, :n].abs().amax(dim=-1).gt(0).all()
+    assert text.shape[0] == 2 and text.shape[2] == TEXT_DIM and text.shape[1] <= TEXT_LEN
+
+    audio_dm = latent_dm(str(latent_shards), modality="audio", batch_size=4, return_keys=False)
+    batch = audio_dm.on_after_batch_transfer(next(iter(audio_dm.train_dataloader())), 0)
+    assert set(batch) == {"audio_latents", "audio_length", "text_embedding"}  # what AudioPretraining reads
+    assert batch["audio_latents"].shape[0] == 4  # audio-only batches ignore video shapes
+
+
+def test_latent_buckets_give_batches_of_one_shape_covering_every_sample(latent_shards: Path) -> None:
+    dm = latent_dm(str(latent_shards), batch_size=3, epochs=1)
+    seen = []
+    for batch in dm.train_dataloader():
+        grid = batch["video_latents"].shape[3:]
+        assert batch["video_latents"].shape[0] <= 3
+        assert grid in ((4, 8), (8, 4))
+        seen += batch["keys"]
+    assert sorted(seen) == sorted(all_keys())
+
+
+def test_two_ranks_by_two_workers_see_disjoint_samples_covering_the_set(latent_shards: Path) -> None:
+    dm = latent_dm(str(latent_shards), epochs=1, num_workers=2)
+    per_rank = []
+    for rank in range(2):
+        loader = DataLoader(dm.train_stream(rank=rank, world_size=2), batch_size=None, num_workers=2)
+        per_rank.append([k for keys in keys_of(loader) for k in keys])
+    assert all(len(keys) == len(set(keys)) for keys in per_rank)
+    assert not set(per_rank[0]) & set(per_rank[1])
+    assert set(per_rank[0]) | set(per_rank[1]) == all_keys()
+
+
+def test_same_seed_same_order_other_seed_other_order(latent_shards: Path) -> None:
+    def order(seed: int) -> list[list[str]]:
+        return keys_of(latent_dm(str(latent_shards), seed=seed, epochs=2).train_dataloader())
+
+    first = order(3)
+    assert first == order(3)
+    assert first != order(4)
+    epoch_keys = [k for keys in first for k in keys]
+    assert sorted(epoch_keys) == sorted(list(all_keys()) * 2)  # two epochs, each sample once per epoch
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_continues_without_repeats_or_gaps(latent_shards: Path, workers: int) -> None:
+    before, after = 5, 9  # 24 samples over 2 ranks: crosses a data-epoch boundary (about 7 batches a rank)
+    for rank in range(2):
+        dm = latent_dm(str(latent_shards), num_workers=workers, seed=1)
+        dm.trainer = fake_trainer(rank, 2, processed=0)
+        uninterrupted = keys_of(dm.train_dataloader(), before + after)
+
+        first = latent_dm(str(latent_shards), num_workers=workers, seed=1)
+        first.trainer = fake_trainer(rank, 2, processed=before)
+        head = keys_of(first.train_dataloader(), before)
+        state = first.state_dict()
+        assert state["batches_per_rank"] == before and state["samples_consumed"] == before * 2 * 2
+
+        resumed = latent_dm(str(latent_shards), num_workers=workers, seed=1)
+        resumed.trainer = fake_trainer(rank, 2, processed=before)
+        resumed.load_state_dict(state)
+        tail = keys_of(resumed.train_dataloader(), after)
+        assert head + tail == uninterrupted
+
+
+def test_corrupt_samples_are_skipped_counted_and_logged(tmp_path: Path, small_clips: dict[str, bytes],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    good = [latent_sample(f"ok{i}", small_clips["wide"], 128, 64, seed=i) for i in range(4)]
+    truncated = latent_sample("truncnpy", small_clips["wide"], 128, 64, seed=9)
+    truncated["audio_latents.npy"] = truncated["audio_latents.npy"][:60]
+    bad_json = latent_sample("badjson", small_clips["wide"], 128, 64, seed=10)
+    bad_json["json"] = b"{not json"
+    write_shard(tmp_path / "a.tar", [good[0], truncated, good[1]])
+    write_shard(tmp_path / "b.tar", [bad_json, good[2], good[3]])
+    raw = [{"__key__": "garbage", "mp4": b"\0\0\0\x18ftypmp42 not really a video",
+            "json": sample_json("garbage", 128, 64, 9)},
+           {"__key__": "fine", "mp4": small_clips["wide"], "json": sample_json("fine", 128, 64, 9)}]
+    write_shard(tmp_path / "raw.tar", raw)
+
+    dm = latent_dm([str(tmp_path / "a.tar"), str(tmp_path / "b.tar")], batch_size=1, epochs=1)
+    with caplog.at_level(logging.WARNING, logger="ovi_pl.data.stream"):
+        keys = [k for batch in dm.train_dataloader() for k in dm.on_after_batch_transfer(batch, 0)["keys"]]
+    assert sorted(keys) == ["ok0", "ok1", "ok2", "ok3"]
+    assert dm.skipped_samples == 2 and dm.state_dict()["skipped_samples"] == 2
+    assert "'truncnpy' of shard" in caplog.text and str(tmp_path / "a.tar") in caplog.text
+    assert "'badjson' of shard" in caplog.text and str(tmp_path / "b.tar") in caplog.text
+
+    raw_dm = ShardDataModule(str(tmp_path / "raw.tar"), mode="raw", batch_size=2, num_workers=0, num_frames=9,
+                             target_area=64 * 128, epochs=1, return_keys=True)
+    batches = list(raw_dm.train_dataloader())
+    assert [b["keys"] for b in batches] == [["fine"]]
+    assert int(batches[0]["skipped_samples"]) == 1
+
+
+def test_unknown_shard_pattern_and_too_few_shards_fail_clearly(latent_shards: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="matches no files"):
+        ShardDataModule(str(latent_shards / "nothing-*.tar"))
+    dm = latent_dm(str(latent_shards / "train-000.tar"), num_workers=0)
+    with pytest.raises(ValueError, match="1 shards cannot feed 2 ranks"):
+        next(iter(dm.train_stream(rank=0, world_size=2)))
