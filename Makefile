@@ -36,7 +36,9 @@ $(MODELS_VENV)/.installed: requirements/curation-models.txt
 demo: env
 	$(BIN)/python -m ovi_pl demo
 
-test: env
+# The second environment is part of the test set-up: the curation model stages and the
+# evaluation scorers are tested in it.
+test: env models-env
 	$(BIN)/python -m pytest
 
 clean:

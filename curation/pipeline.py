@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .config import REPO_ROOT, CurationConfig
 from .report import make_record, write_manifest, write_report
@@ -202,24 +202,28 @@ def run(config: CurationConfig, log: Any = print) -> dict[str, Any]:
     return summary
 
 
-def _execute(config: CurationConfig, paths: RunPaths, todo: list[Row], collector: OutputCollector, log: Any) -> None:
+def stream_rows(rows: list[Row], stages: list[Stage], models_python: str | None = None) -> Iterator[Row]:
+    """Run `stages` over `rows` on Ray Data (Ray must be initialised); yield rows as they finish."""
     import ray.data
 
+    # One block per input so inputs spread over workers from the first stage on.
+    ds = ray.data.from_items([{"row": pickle.dumps(r, protocol=5)} for r in rows], override_num_blocks=max(1, len(rows)))
+    for stage in stages:
+        ds = add_stage(ds, stage, models_python)
+        if stage.fans_out:
+            # A long source yields many clips in one block; one clip per block lets the next stages fan out.
+            ds = ds.repartition(target_num_rows_per_block=1)
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        yield from decode_rows(batch)
+
+
+def _execute(config: CurationConfig, paths: RunPaths, todo: list[Row], collector: OutputCollector, log: Any) -> None:
     stages = build_stages(config, paths)
     init_ray(config)
     for stage in stages:
         log(f"[curation] stage {stage.describe()}")
-    # One block per input so inputs spread over workers from the first stage on.
-    ds = ray.data.from_items([{"row": pickle.dumps(r, protocol=5)} for r in todo],
-                             override_num_blocks=len(todo))
-    for stage in stages:
-        ds = add_stage(ds, stage, str(config.models_python()))
-        if isinstance(stage, CutClips):
-            # A long source yields many clips in one block; one clip per block lets transcoding fan out.
-            ds = ds.repartition(target_num_rows_per_block=1)
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in decode_rows(batch):
-            collector.add(row)
+    for row in stream_rows(todo, stages, str(config.models_python())):
+        collector.add(row)
     collector.finish()
 
 

@@ -48,6 +48,8 @@ class Stage(ABC):
     name: ClassVar[str]
     resources: ClassVar[Resources] = Resources()
     batch_size: ClassVar[int] = 1
+    # True for stages that turn one row into many (cutting): the runner re-blocks their output.
+    fans_out: ClassVar[bool] = False
 
     def setup(self) -> None:
         """Load models or open resources; runs once per worker before its first batch."""

@@ -69,3 +69,31 @@ EXPECTED = {
     "two_scenes": [("kept", None, None), ("kept", None, None)],
     "corrupt": [("rejected", "probe", "unreadable")],
 }
+
+
+# A model-style stage for the actor-pool test; defined here (not in the test module) so Ray workers,
+# which get tests/ on PYTHONPATH, can import it.
+def _whereami_stage():
+    import os
+    import sys
+
+    from curation.stage import Resources, Stage
+
+    class WhereAmI(Stage):
+        name = "whereami"
+        resources = Resources(cpus=1.0, actors=1, environment="models")
+        batch_size = 2
+
+        def setup(self) -> None:
+            self.loaded = os.getpid()  # stands for a model loaded once per actor
+
+        def process_batch(self, rows):
+            return [{**r, "interpreter_mark": os.environ.get("CURATION_TEST_INTERPRETER"), "actor_pid": self.loaded,
+                     "python": sys.executable} for r in rows]
+
+    return WhereAmI
+
+
+WhereAmI = _whereami_stage()
+WhereAmI.__module__ = __name__
+WhereAmI.__qualname__ = "WhereAmI"

@@ -91,10 +91,9 @@ class DiscoverInputs(Stage):
         import fsspec
 
         fs, root = fsspec.core.url_to_fs(url)
-        protocol = url.split("://", 1)[0]
         if fs.isdir(root):
             found = sorted(p for p in fs.find(root) if p.lower().endswith(self.extensions))
-            return [f"{protocol}://{p}" for p in found]
+            return [fs.unstrip_protocol(p) for p in found]
         if fs.exists(root):
             return [url]
         if self.strict:

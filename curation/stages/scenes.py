@@ -42,6 +42,7 @@ class CutClips(Stage):
     """One input row in, one row per clip out (or the input rejected with the reason it has none)."""
 
     name: ClassVar[str] = "scenes"
+    fans_out: ClassVar[bool] = True
 
     def __init__(self, scenes: ScenesConfig, clip: ClipConfig):
         self.scenes = scenes

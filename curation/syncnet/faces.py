@@ -1,0 +1,125 @@
+"""Face detectors behind one small interface, and IoU tracking of detections into face tracks.
+
+OpenCV 5 (our opencv-python pin) no longer has CascadeClassifier nor ships Haar cascades, and no
+installed package ships face-detector weights, so every detector here loads local weights:
+- `S3FDDetector`: S3FD, the detector of the SyncNet reference pipeline (`curation/syncnet/s3fd.py`).
+- `YuNetDetector`: OpenCV's own `cv2.FaceDetectorYN` with a local YuNet ONNX file (opencv_zoo).
+- `StaticBoxes`: fixed boxes, for tests and for footage whose face layout is known.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float = 1.0
+
+    @property
+    def size(self) -> float:
+        return max(self.x2 - self.x1, self.y2 - self.y1)
+
+
+class FaceDetector(Protocol):
+    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
+        """Faces in one BGR uint8 frame, in that frame's pixel coordinates."""
+        ...
+
+
+class StaticBoxes:
+    """Returns the same boxes on every frame (coordinates in the frame it is given)."""
+
+    def __init__(self, boxes: list[Box]):
+        self.boxes = list(boxes)
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
+        return list(self.boxes)
+
+
+class YuNetDetector:
+    """cv2.FaceDetectorYN with a local ONNX model (face_detection_yunet_2023mar.onnx from opencv_zoo)."""
+
+    def __init__(self, model_path: str | Path, score_threshold: float = 0.8, nms_threshold: float = 0.3):
+        import cv2
+
+        if not Path(model_path).is_file():
+            raise FileNotFoundError(f"YuNet model {model_path} does not exist; point filters.syncnet.detector_weights "
+                                    "at a local face_detection_yunet_2023mar.onnx")
+        self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold, nms_threshold)
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
+        h, w = frame_bgr.shape[:2]
+        self._net.setInputSize((w, h))
+        _, faces = self._net.detect(frame_bgr)
+        if faces is None:
+            return []
+        return [Box(float(f[0]), float(f[1]), float(f[0] + f[2]), float(f[1] + f[3]), float(f[-1])) for f in faces]
+
+
+def iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter = ix * iy
+    union = (a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class FaceTrack:
+    """One face followed over consecutive frames; `boxes[i]` belongs to `frames[i]` (gaps interpolated)."""
+
+    frames: np.ndarray                 # [T] frame indices, consecutive
+    boxes: np.ndarray                  # [T, 4] x1 y1 x2 y2
+    detections: list[tuple[int, Box]] = field(default_factory=list, repr=False)
+
+    @property
+    def mean_size(self) -> float:
+        return float(np.mean(np.maximum(self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1])))
+
+
+def track_faces(detections: list[list[Box]], min_track: int, max_gap: int = 25, iou_threshold: float = 0.5,
+                min_face_size: float = 0.0) -> list[FaceTrack]:
+    """Greedy IoU linking of per-frame detections into tracks, as the SyncNet reference pipeline does.
+
+    A detection joins the open track whose last box overlaps it by more than `iou_threshold`, if that
+    box is at most `max_gap` frames old; missing frames inside a track are linearly interpolated.
+    Tracks shorter than `min_track` frames or with mean box size under `min_face_size` are dropped.
+    """
+    open_tracks: list[list[tuple[int, Box]]] = []
+    for frame, boxes in enumerate(detections):
+        taken: set[int] = set()
+        for box in sorted(boxes, key=lambda b: -b.score):
+            best, best_iou = None, iou_threshold
+            for t, track in enumerate(open_tracks):
+                last_frame, last_box = track[-1]
+                if t in taken or last_frame == frame or frame - last_frame > max_gap:
+                    continue
+                overlap = iou(box, last_box)
+                if overlap > best_iou:
+                    best, best_iou = t, overlap
+            if best is None:
+                open_tracks.append([(frame, box)])
+                taken.add(len(open_tracks) - 1)
+            else:
+                open_tracks[best].append((frame, box))
+                taken.add(best)
+    tracks = []
+    for track in open_tracks:
+        frames = np.array([f for f, _ in track])
+        coords = np.array([[b.x1, b.y1, b.x2, b.y2] for _, b in track], dtype=np.float64)
+        span = np.arange(frames[0], frames[-1] + 1)
+        if len(span) < min_track:
+            continue
+        boxes = np.stack([np.interp(span, frames, coords[:, k]) for k in range(4)], axis=1)
+        result = FaceTrack(span, boxes, track)
+        if result.mean_size >= min_face_size:
+            tracks.append(result)
+    return tracks
