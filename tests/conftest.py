@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -44,3 +46,7 @@ def tiny_inputs(batch: int = 2, seed: int = 0, audio_len: int = 13, frames: int 
         "video_context": torch.randn(batch, 10, 32, generator=gen),
         "audio_context": torch.randn(batch, 10, 32, generator=gen),
     }
+
+
+# The workplace keeps real sample clips in shared/ beside the repository (DESIGN.md section 5).
+SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"

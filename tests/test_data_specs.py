@@ -13,13 +13,14 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from conftest import SHARED_MEDIA
 import soundfile
 import webdataset as wds
 
 from data_specs import (SCHEMA_FILE, SCHEMA_VERSION, SampleMetaError, check_caption_tags, parse_sample_meta,
                         render_schema, sample_json_schema, validate_shards)
 
-MEDIA = Path("/work/shared/media")
+MEDIA = SHARED_MEDIA
 PROMPTS_CSV = MEDIA / "ovi_example_prompts_t2v.csv"
 # 1280x704, 24 fps, 122 frames, AAC audio track.
 MP4_BYTES = (MEDIA / "kitchen_two_women_704x1280.mp4").read_bytes()

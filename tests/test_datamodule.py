@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import SHARED_MEDIA
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
@@ -25,8 +26,8 @@ from ovi_pl.encoders import read_av_clip
 # Tiny encoders in the released formats (module-scoped fixtures) and their audio config.
 from test_encoders import TINY_AUDIO, tiny_audio_ckpts, tiny_video_vae_dir  # noqa: F401
 
-MEDIA = sorted(Path("/work/shared/media").glob("*.mp4"))
-needs_media = pytest.mark.skipif(not MEDIA, reason="no sample clips in /work/shared/media")
+MEDIA = sorted(SHARED_MEDIA.glob("*.mp4"))
+needs_media = pytest.mark.skipif(not MEDIA, reason=f"no sample clips in {SHARED_MEDIA}")
 CAPTION = "A man says <S>hello<E> in the kitchen. <AUDCAP>Male voice speaking.<ENDAUDCAP>"
 TEXT_DIM, TEXT_LEN = 32, 16  # ovi-tiny's text geometry
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_MEDIA
 import torch
 from diffusers import AutoencoderKLWan
 from safetensors import safe_open
@@ -32,7 +33,7 @@ from ovi_pl.encoders import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "encoders"
-MEDIA = sorted(Path("/work/shared/media").glob("*.mp4"))
+MEDIA = sorted(SHARED_MEDIA.glob("*.mp4"))
 
 # Same classes as the released models, at small widths; the vocoder keeps the real upsampling
 # (hop 256) so time ratios are the real ones.
@@ -304,7 +305,7 @@ def test_text_encoder_pads_with_zeros(tiny_text_dir: Path) -> None:
 # ---------------------------------------------------------------------------- real media
 
 
-@pytest.mark.skipif(not MEDIA, reason="no sample clips in /work/shared/media")
+@pytest.mark.skipif(not MEDIA, reason=f"no sample clips in {SHARED_MEDIA}")
 def test_real_clip_through_tiny_encoders(tiny_video_vae: VideoVAE, tiny_audio_vae: AudioVAE) -> None:
     clip = read_av_clip(MEDIA[0], num_frames=121, fps=24.0, sample_rate=16_000)
     assert clip.video.dtype == torch.uint8 and clip.video.shape[:2] == (3, 121)
