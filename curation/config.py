@@ -77,6 +77,10 @@ class ScenesConfig(_Section):
 
 
 class TranscodeConfig(_Section):
+    # Resize and centre-crop each clip to about this many pixels (sides multiples of 32, the
+    # clip's aspect ratio; ovi_pl.data.geometry), the size latents are computed at. None keeps
+    # the source size.
+    target_area: _PosInt | None = None
     crf: Annotated[int, Field(ge=0, le=51)] = 18
     preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
                     "veryslow"] = "veryfast"

@@ -501,3 +501,21 @@ def _uses(proc: psutil.Process, temp_dir: str) -> bool:
         return temp_dir in " ".join(proc.cmdline()) or any(f.path.startswith(temp_dir) for f in proc.open_files())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
+
+
+@needs_ffmpeg
+def test_transcode_resizes_to_the_training_area(tmp_path: Path) -> None:
+    from curation.config import ClipConfig, TranscodeConfig
+    from curation.media import ffprobe_json
+    from curation.stages.transcode import TranscodeClips
+
+    source = REAL_CLIPS[0]  # 1344x704
+    video = next(s for s in ffprobe_json(source)["streams"] if s["codec_type"] == "video")
+    row = {"key": "clip", "path": str(source), "start_s": 0.0, "status": "kept",
+           "probe": {"has_audio": True, "width": int(video["width"]), "height": int(video["height"])}}
+    stage = TranscodeClips(TranscodeConfig(target_area=128 * 224), ClipConfig(), str(tmp_path))
+    (out,) = stage.process_batch([row])
+    assert out["status"] == "kept", out
+    # 1344x704 at a 28,672-pixel area keeps the aspect ratio with sides that are multiples of 32.
+    assert (out["video"]["width"], out["video"]["height"]) == (224, 128)
+    assert out["video"]["num_frames"] == 121

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from ovi_pl.data.geometry import target_size
+
 from ..config import ClipConfig, TranscodeConfig
 from ..media import FFMPEG, count_video_frames, ffprobe_json, run_tool
 from ..stage import Row, Stage
@@ -20,6 +22,12 @@ class TranscodeClips(Stage):
     def process_batch(self, rows: list[Row]) -> list[Row]:
         return [self._transcode(row) for row in rows]
 
+    def _size_filter(self, row: Row) -> str:
+        if self.transcode.target_area is None:
+            return "scale=trunc(iw/2)*2:trunc(ih/2)*2"  # H.264 with yuv420p needs even sides
+        height, width = target_size(row["probe"]["height"], row["probe"]["width"], self.transcode.target_area)
+        return f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}"
+
     def _transcode(self, row: Row) -> Row:
         c, t = self.clip, self.transcode
         out_dir = Path(self.clips_dir)
@@ -34,7 +42,7 @@ class TranscodeClips(Stage):
         audio = "0:a:0" if row["probe"]["has_audio"] else "1:a:0"
         args = [FFMPEG, "-v", "error", "-nostdin", "-y", "-ss", f"{row['start_s']:.6f}", "-i", row["path"], *silence,
                 "-map", "0:v:0", "-map", audio,
-                "-vf", f"fps={c.fps},scale=trunc(iw/2)*2:trunc(ih/2)*2,format=yuv420p",
+                "-vf", f"fps={c.fps},{self._size_filter(row)},format=yuv420p",
                 "-frames:v", str(c.num_frames), "-c:v", "libx264", "-preset", t.preset, "-crf", str(t.crf),
                 "-af", "apad", "-t", seconds, "-c:a", "aac", "-b:a", f"{t.audio_bitrate_kbps}k",
                 "-movflags", "+faststart", str(mp4),
