@@ -15,8 +15,15 @@ from .config import REPO_ROOT, CurationConfig
 from .report import make_record, write_manifest, write_report
 from .runner import add_stage, decode_rows
 from .stage import KEPT, Row, Stage
-from .stages import (AestheticFilterStage, AreaFilterStage, CutClips, DiscoverInputs, MotionFilterStage,
-                     PackageSamples, ProbeInputs, TranscodeClips, VolumeFilterStage, read_manifest)
+from .stages.aesthetic import AestheticFilterStage
+from .stages.area import AreaFilterStage
+from .stages.discover import DiscoverInputs, read_manifest
+from .stages.motion import MotionFilterStage
+from .stages.package import PackageSamples
+from .stages.probe import ProbeInputs
+from .stages.scenes import CutClips
+from .stages.transcode import TranscodeClips
+from .stages.volume import VolumeFilterStage
 from .writer import Markers, ShardWriter
 
 

@@ -25,8 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(c for c in (ROOT / "configs").glob("*.yaml") if "trainer" in yaml.safe_load(c.read_text()))
 
 
+DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
+
+
 def ovi_pl(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # An in-process Trainer elsewhere in the session leaves MASTER_PORT set; each run picks its own.
+    env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-m", "ovi_pl", *args], cwd=workdir, env=env, capture_output=True,
                           text=True, timeout=600)
 

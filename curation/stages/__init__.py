@@ -1,13 +1,5 @@
-"""Curation stages, one small class a module; `curation.pipeline.build_stages` puts them in order."""
-from .aesthetic import AestheticFilterStage
-from .area import AreaFilterStage
-from .discover import DiscoverInputs, read_manifest
-from .motion import MotionFilterStage
-from .package import PackageSamples
-from .probe import ProbeInputs
-from .scenes import CutClips
-from .transcode import TranscodeClips
-from .volume import VolumeFilterStage
+"""Curation stages, one small class a module; `curation.pipeline.build_stages` puts them in order.
 
-__all__ = ["AestheticFilterStage", "AreaFilterStage", "CutClips", "DiscoverInputs", "MotionFilterStage",
-           "PackageSamples", "ProbeInputs", "TranscodeClips", "VolumeFilterStage", "read_manifest"]
+Nothing is imported here: Ray actors of model stages unpickle their stage in `.venv-models`,
+which must not have to import every other stage's dependencies.
+"""

@@ -5,8 +5,9 @@ listeners' tracks are out of sync by nature (their lips do not follow the voice)
 judged by its most confident track: the speaker. Clips without a face track are kept (scored
 num_faces = 0) or rejected, by config; `av_offset` covers them with an onset/motion estimate.
 
-OpenCV 5 ships no Haar cascades and no package ships face-detector weights, so the detector needs a
-local model file too (YuNet ONNX); see curation/syncnet/faces.py. Off by default for that reason.
+Faces come from OpenCV's Haar cascade by default (shipped with opencv-python, offline) or from a
+local YuNet ONNX model; see curation/syncnet/faces.py. Off by default: SyncNet's weights
+(`syncnet_v2.model`) are a local file the user provides.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class SyncNetFilter(BaseModel):
 
     enabled: bool = False
     weights: Path | None = Field(None, description="syncnet_v2.model (a state dict; loaded weights-only)")
-    detector: Literal["yunet"] = "yunet"
+    detector: Literal["haar", "yunet"] = "haar"
     detector_weights: Path | None = Field(None, description="face_detection_yunet_2023mar.onnx for detector yunet")
     max_abs_offset: Annotated[int, Field(ge=0)] = 3          # paper: |offset| <= 3 frames
     min_confidence: Annotated[float, Field(allow_inf_nan=False)] = 1.5   # paper: confidence > 1.5
@@ -46,7 +47,8 @@ class SyncNetFilter(BaseModel):
     @model_validator(mode="after")
     def _weights_when_enabled(self) -> SyncNetFilter:
         if self.enabled:
-            missing = [n for n in ("weights", "detector_weights") if getattr(self, n) is None]
+            needed = ("weights", "detector_weights") if self.detector == "yunet" else ("weights",)
+            missing = [n for n in needed if getattr(self, n) is None]
             if missing:
                 raise ValueError(f"syncnet filter is enabled but {', '.join(missing)} is not set; point it at local "
                                  "files or set enabled: false")
@@ -66,7 +68,7 @@ class SyncNetFilterStage(Stage):
         import torch
 
         from ..syncnet.clip import TrackSettings
-        from ..syncnet.faces import YuNetDetector
+        from ..syncnet.faces import HaarFaceDetector, YuNetDetector
         from ..syncnet.model import load_syncnet
 
         c = self.config
@@ -75,9 +77,7 @@ class SyncNetFilterStage(Stage):
         self.device = "cuda" if c.gpus_per_actor and torch.cuda.is_available() else "cpu"
         self.model = load_syncnet(c.weights, self.device)
         if self._detector is None:
-            if c.detector_weights is None:
-                raise ValueError("filters.syncnet.detector_weights is not set: give a local YuNet ONNX file")
-            self._detector = YuNetDetector(c.detector_weights)
+            self._detector = HaarFaceDetector() if c.detector == "haar" else YuNetDetector(c.detector_weights)
         self.settings = TrackSettings(c.detect_width, c.detect_every, c.min_track_frames, c.max_gap_frames,
                                       min_face_size=c.min_face_size, crop_scale=c.crop_scale,
                                       max_track_frames=c.max_track_frames)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from ovi_pl.data.geometry import target_size
+from data_specs.geometry import target_size
 
 from ..config import ClipConfig, TranscodeConfig
 from ..media import FFMPEG, count_video_frames, ffprobe_json, run_tool

@@ -1,9 +1,8 @@
 """Face detectors behind one small interface, and IoU tracking of detections into face tracks.
 
-OpenCV 5 (our opencv-python pin) no longer has CascadeClassifier nor ships Haar cascades, and no
-installed package ships face-detector weights, so every detector here loads local weights:
-- `S3FDDetector`: S3FD, the detector of the SyncNet reference pipeline (`curation/syncnet/s3fd.py`).
-- `YuNetDetector`: OpenCV's own `cv2.FaceDetectorYN` with a local YuNet ONNX file (opencv_zoo).
+- `HaarFaceDetector` (default): OpenCV's frontal-face Haar cascade, which opencv-python 4.x ships,
+  so it runs offline with nothing to download. Fast; misses profiles and small faces.
+- `YuNetDetector`: OpenCV's `cv2.FaceDetectorYN` with a local YuNet ONNX file (opencv_zoo), stronger.
 - `StaticBoxes`: fixed boxes, for tests and for footage whose face layout is known.
 """
 from __future__ import annotations
@@ -42,6 +41,25 @@ class StaticBoxes:
 
     def detect(self, frame_bgr: np.ndarray) -> list[Box]:
         return list(self.boxes)
+
+
+class HaarFaceDetector:
+    """OpenCV's frontal-face Haar cascade from the opencv-python package."""
+
+    def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", min_neighbors: int = 5):
+        import cv2
+
+        self._cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / cascade))
+        if self._cascade.empty():
+            raise FileNotFoundError(f"opencv-python ships no {cascade} in {cv2.data.haarcascades}; use opencv-python 4.x")
+        self._min_neighbors = min_neighbors
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
+        import cv2
+
+        gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        found = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=self._min_neighbors)
+        return [Box(float(x), float(y), float(x + w), float(y + h)) for x, y, w, h in found]
 
 
 class YuNetDetector:

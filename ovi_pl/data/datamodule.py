@@ -19,11 +19,11 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from data_specs.geometry import DEFAULT_TARGET_AREA
 from ovi_pl.encoders import AudioVAE, UMT5TextEncoder, VideoVAE
 
 from .collate import pad_sequences
 from .encoding import EncoderPaths, Encoders
-from .geometry import DEFAULT_TARGET_AREA
 from .samples import TEXT_MEMBER, SampleConfig
 from .stream import SKIPPED_KEY, ShardBatchStream
 from .urls import expand_shard_urls

@@ -13,8 +13,10 @@ from torch import Tensor
 from data_specs import AudioOnlySample, AudioVideoSample, parse_sample_meta
 from data_specs.latents import AUDIO_LATENTS_PER_SECOND
 
+from data_specs.geometry import DEFAULT_TARGET_AREA, target_size
+
 from .decode import decode_audio_member, decode_mp4_audio, decode_video
-from .geometry import DEFAULT_TARGET_AREA, clip_seconds, target_size, video_latent_grid
+from .geometry import clip_seconds, video_latent_grid
 from .tar_reader import TarSample
 
 Mode = Literal["raw", "latent"]

@@ -1,0 +1,240 @@
+"""Speech stages: voice activity (silero-vad), transcription (faster-whisper or whisperx), and audio-only
+segments for the audio tower.
+
+- `VoiceActivityStage` (main env): `row["speech_spans"]` [(start_s, end_s)], score `speech_fraction`.
+- `TranscribeStage`: `row["transcript"]`, a dict that validates as data_specs' Transcript (language,
+  words with times/speakers/scores, segments). Backend faster_whisper runs in the main environment;
+  whisperx (batched decoding + wav2vec2 alignment + pyannote diarization) runs its actors in
+  `.venv-models` (Resources.environment="models"). Clips without speech are not transcribed.
+- `AudioSegmentsStage`: one row per speech or sound segment (<= 12 s) of a clip or audio file, with
+  its 16 kHz mono flac written to the work dir: the `audio_only` kind of data_specs.
+Models come from local directories only; nothing is downloaded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..stage import Resources, Row, Stage
+
+_Strict = ConfigDict(extra="forbid", validate_default=True)
+_Prob = Annotated[float, Field(ge=0, le=1)]
+
+
+class VadConfig(BaseModel):
+    model_config = _Strict
+
+    enabled: bool = True
+    threshold: _Prob = 0.5                   # silero-vad's default
+    min_speech_ms: Annotated[int, Field(ge=0)] = 250
+    min_silence_ms: Annotated[int, Field(ge=0)] = 100
+    speech_pad_ms: Annotated[int, Field(ge=0)] = 30
+
+
+class AsrConfig(BaseModel):
+    model_config = _Strict
+
+    enabled: bool = False                    # needs a local Whisper directory
+    backend: Literal["faster_whisper", "whisperx"] = "whisperx"   # Emilia-Pipe: whisperx
+    model_dir: Path | None = Field(None, description="ctranslate2 Whisper dir (e.g. faster-whisper-large-v3)")
+    align_model_dir: Path | None = Field(None, description="Wav2Vec2ForCTC + processor dir; whisperx only")
+    diarize_model: Path | None = Field(None, description="pyannote pipeline dir or config.yaml; whisperx only")
+    language: str | None = None              # None: detect per clip
+    device: Literal["cpu", "cuda"] = "cpu"
+    compute_type: Literal["float32", "float16", "bfloat16", "int8", "int8_float16", "default"] = "float32"
+    batch_size: Annotated[int, Field(gt=0)] = 8
+    beam_size: Annotated[int, Field(gt=0)] = 5
+    threads: Annotated[int, Field(gt=0)] = 1
+    max_new_tokens: Annotated[int, Field(gt=0)] | None = None
+    min_speakers: Annotated[int, Field(gt=0)] | None = None
+    max_speakers: Annotated[int, Field(gt=0)] | None = None
+    actors: Annotated[int, Field(gt=0)] = 1
+    gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AsrConfig:
+        if self.enabled and self.model_dir is None:
+            raise ValueError("speech.asr is enabled but model_dir is not set; give a local ctranslate2 Whisper dir")
+        if self.backend == "faster_whisper" and (self.align_model_dir or self.diarize_model):
+            raise ValueError("align_model_dir/diarize_model need backend: whisperx (runs in .venv-models)")
+        return self
+
+    def settings(self) -> Any:
+        """The plain-dataclass settings the worker uses (`.venv-models` has no pydantic)."""
+        from ..speech.asr import AsrSettings
+
+        return AsrSettings(backend=self.backend, model_dir=str(self.model_dir or ""), device=self.device,
+                           compute_type=self.compute_type, language=self.language, batch_size=self.batch_size,
+                           beam_size=self.beam_size, threads=self.threads,
+                           align_model_dir=str(self.align_model_dir) if self.align_model_dir else None,
+                           diarize_model=str(self.diarize_model) if self.diarize_model else None,
+                           min_speakers=self.min_speakers, max_speakers=self.max_speakers,
+                           max_new_tokens=self.max_new_tokens)
+
+
+class AudioSegmentsConfig(BaseModel):
+    model_config = _Strict
+
+    enabled: bool = False
+    max_s: Annotated[float, Field(gt=0, le=30)] = 12.0     # audio tower clips: up to 12 s (paper)
+    min_speech_s: Annotated[float, Field(ge=0)] = 1.0
+    min_sound_s: Annotated[float, Field(ge=0)] = 2.0
+    merge_gap_s: Annotated[float, Field(ge=0)] = 0.6
+    min_mean_volume_db: float = -60.0                        # same floor as the clip volume filter
+    kinds: list[Literal["speech", "sound"]] = ["speech", "sound"]
+
+
+class SpeechConfig(BaseModel):
+    model_config = _Strict
+
+    vad: VadConfig = VadConfig()
+    asr: AsrConfig = AsrConfig()
+    audio_segments: AudioSegmentsConfig = AudioSegmentsConfig()
+
+
+def _audio_path(row: Row) -> str:
+    path = row.get("flac_path") or row.get("audio_path") or row.get("mp4_path") or row.get("path")
+    if not path:
+        raise KeyError("row has none of flac_path, audio_path, mp4_path, path: nothing to read audio from")
+    return str(path)
+
+
+class VoiceActivityStage(Stage):
+    name: ClassVar[str] = "vad"
+
+    def __init__(self, config: VadConfig):
+        from ..speech.vad import VadSettings
+
+        self.settings = VadSettings(config.threshold, config.min_speech_ms, config.min_silence_ms,
+                                    config.speech_pad_ms)
+        self._vad: Any = None
+
+    def setup(self) -> None:
+        from ..speech.vad import VoiceActivity
+
+        if self._vad is None:
+            self._vad = VoiceActivity(self.settings)
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        from ..speech.audio import load_audio
+        from ..speech.vad import speech_fraction
+
+        self.setup()
+        out = []
+        for row in rows:
+            audio = load_audio(_audio_path(row))
+            spans = [(round(a, 3), round(b, 3)) for a, b in self._vad.spans(audio)]
+            fraction = round(speech_fraction(spans, len(audio) / 16000), 4)
+            out.append(self.with_scores({**row, "speech_spans": spans}, speech_fraction=fraction))
+        return out
+
+
+class TranscribeStage(Stage):
+    name: ClassVar[str] = "asr"
+
+    def __init__(self, config: AsrConfig):
+        self.settings = config.settings()
+        env = "models" if config.backend == "whisperx" else "main"
+        self.resources = Resources(cpus=float(config.threads), gpus=config.gpus_per_actor,  # type: ignore[misc]
+                                   actors=config.actors, environment=env)
+        self.batch_size = 4  # type: ignore[misc]
+        self._asr: Any = None
+
+    def setup(self) -> None:
+        from ..speech.asr import load_asr
+
+        if self._asr is None:
+            self._asr = load_asr(self.settings)
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        from ..speech.asr import normalise
+        from ..speech.audio import load_audio
+
+        self.setup()
+        out = []
+        for row in rows:
+            if row.get("speech_spans") == []:  # VAD ran and heard nobody: nothing to transcribe
+                out.append({**row, "transcript": None})
+                continue
+            audio = load_audio(_audio_path(row))
+            transcript = normalise(self._asr.transcribe(audio), duration_s=len(audio) / 16000)
+            out.append({**row, "transcript": validated(transcript)})
+        return out
+
+
+def validated(transcript: dict) -> dict:
+    """The transcript checked against data_specs' Transcript model (sorted, ordered times, ISO language)."""
+    from data_specs import Transcript
+
+    return Transcript.model_validate(transcript).model_dump(mode="json")
+
+
+class AudioSegmentsStage(Stage):
+    """One input row (a clip or an audio file) -> rows of audio-only segments with their flac written."""
+
+    name: ClassVar[str] = "audio_segments"
+
+    def __init__(self, config: AudioSegmentsConfig, work_dir: str):
+        self.config = config
+        self.work_dir = work_dir
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        from ..speech.audio import load_audio, save_flac
+        from ..speech.segments import plan_segments
+        from .volume import mean_volume_db
+
+        c = self.config
+        Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        out: list[Row] = []
+        for row in rows:
+            audio = load_audio(_audio_path(row))
+            duration = len(audio) / 16000
+            spans = row.get("speech_spans")
+            if spans is None:
+                raise ValueError("audio_segments needs row['speech_spans']; run the vad stage before it")
+            base = str(row.get("key") or row["input_id"])
+            plans = [p for p in plan_segments(spans, duration, c.max_s, c.min_speech_s, c.min_sound_s, c.merge_gap_s)
+                     if p.kind in c.kinds]
+            made = 0
+            for i, seg in enumerate(plans):
+                piece = audio[int(seg.start_s * 16000):int(seg.end_s * 16000)]
+                db = round(mean_volume_db(piece), 3)
+                child = {**{k: v for k, v in row.items() if k not in ("mp4_path", "flac_path", "speech_spans",
+                                                                      "transcript", "caption")},
+                         "key": f"{base}_a{i:02d}", "record_type": "audio_clip", "kind": "audio_only",
+                         "segment_kind": seg.kind, "start_s": round(row.get("start_s", 0.0) + seg.start_s, 3),
+                         "end_s": round(row.get("start_s", 0.0) + seg.end_s, 3),
+                         "duration_s": round(seg.duration_s, 3)}
+                if db < c.min_mean_volume_db:
+                    out.append(self.reject(child, "low_volume", f"segment mean volume {db:.1f} dB < "
+                                           f"speech.audio_segments.min_mean_volume_db {c.min_mean_volume_db}",
+                                           mean_volume_db=db))
+                    continue
+                flac = save_flac(Path(self.work_dir) / f"{child['key']}.flac", piece)
+                out.append(self.with_scores({**child, "flac_path": str(flac)}, mean_volume_db=db))
+                made += 1
+            if not plans:
+                out.append(self.reject(row, "no_audio_segments", f"no speech >= {c.min_speech_s} s or sound >= "
+                                       f"{c.min_sound_s} s in {duration:.1f} s of audio"))
+        return out
+
+
+def audio_only_sample_json(row: Row, caption: str, transcript: dict | None = None) -> dict:
+    """The `.json` member of an audio-only segment row (data_specs kind audio_only), validated."""
+    from data_specs import SCHEMA_VERSION, parse_sample_meta
+
+    meta = {"schema_version": SCHEMA_VERSION, "key": row["key"], "kind": "audio_only",
+            "source": {"uri": row.get("uri") or row.get("path") or row["key"], "start_s": row["start_s"],
+                       "end_s": row["end_s"]},
+            "media": {"duration_s": row["duration_s"], "audio": {"sample_rate": 16000, "channels": 1}},
+            "caption": caption, "scores": {k: float(v) for k, v in sorted(row.get("scores", {}).items())}}
+    if transcript is not None:
+        meta["transcript"] = transcript
+    parse_sample_meta(meta, source=f"audio segment {row['key']}")
+    return meta
+
+
+__all__ = ["AsrConfig", "AudioSegmentsConfig", "AudioSegmentsStage", "SpeechConfig", "TranscribeStage", "VadConfig",
+           "VoiceActivityStage", "audio_only_sample_json", "validated"]
