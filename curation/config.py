@@ -12,6 +12,11 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .stages.av_offset import AVOffsetFilter
+from .stages.captions import CaptionConfig
+from .stages.speech import SpeechConfig
+from .stages.syncnet import SyncNetFilter
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _PosInt = Annotated[int, Field(gt=0)]
@@ -139,6 +144,8 @@ class FiltersConfig(_Section):
     volume: VolumeFilter = VolumeFilter()
     motion: MotionFilter = MotionFilter()
     aesthetic: AestheticFilter = AestheticFilter()
+    syncnet: SyncNetFilter = SyncNetFilter()
+    av_offset: AVOffsetFilter = AVOffsetFilter()
 
 
 class CurationConfig(_Section):
@@ -150,6 +157,8 @@ class CurationConfig(_Section):
     scenes: ScenesConfig = ScenesConfig()
     transcode: TranscodeConfig = TranscodeConfig()
     filters: FiltersConfig = FiltersConfig()
+    speech: SpeechConfig = SpeechConfig()
+    captions: CaptionConfig = CaptionConfig()
 
     @model_validator(mode="after")
     def _sides_ordered(self) -> CurationConfig:

@@ -16,6 +16,10 @@ from .report import make_record, write_manifest, write_report
 from .runner import add_stage, decode_rows
 from .stage import KEPT, Row, Stage
 from .stages.aesthetic import AestheticFilterStage
+from .stages.av_offset import AVOffsetStage
+from .stages.captions import CaptionStage
+from .stages.speech import TranscribeStage, VoiceActivityStage
+from .stages.syncnet import SyncNetFilterStage
 from .stages.area import AreaFilterStage
 from .stages.discover import DiscoverInputs, read_manifest
 from .stages.motion import MotionFilterStage
@@ -65,6 +69,18 @@ def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
         stages.append(MotionFilterStage(f.motion))
     if f.aesthetic.enabled:
         stages.append(AestheticFilterStage(f.aesthetic))
+    # Speech before sync (SyncNet and the onset/motion estimate both use the clip's audio) and
+    # before captions, which quote the transcript inside <S>..<E>.
+    if config.speech.vad.enabled:
+        stages.append(VoiceActivityStage(config.speech.vad))
+    if config.speech.asr.enabled:
+        stages.append(TranscribeStage(config.speech.asr))
+    if f.syncnet.enabled:
+        stages.append(SyncNetFilterStage(f.syncnet))
+    if f.av_offset.enabled:
+        stages.append(AVOffsetStage(f.av_offset))
+    if config.captions.enabled:
+        stages.append(CaptionStage(config.captions))
     stages.append(PackageSamples(config.clip))
     return stages
 

@@ -171,3 +171,13 @@ def test_av_offset_stage_rejects_confident_misalignment_only(tmp_path: Path) -> 
     assert rows[0]["scores"]["av_offset"] == -6.0
     assert rows[1].get("status", "kept") == "kept" and rows[1]["scores"]["av_offset"] == 0.0
     assert "av_offset" not in rows[2]["scores"]  # faces are SyncNet's job
+
+
+def test_av_offset_defaults_keep_the_real_in_sync_speech_clips() -> None:
+    """Lip motion is small next to body and camera motion, so onsets vs motion can peak at a wrong lag
+    on real speech (stage_three_men: -4 frames at 0.37); the default threshold must not reject it."""
+    rows = [{"key": c, "mp4_path": str(MEDIA / f"{c}_704x1280.mp4")}
+            for c in ("kitchen_two_women", "stage_three_men", "two_men_closeup")]
+    out = AVOffsetStage(AVOffsetFilter()).process_batch(rows)
+    assert [r.get("status", "kept") for r in out] == ["kept"] * 3, [r.get("detail") for r in out]
+    assert all("av_offset" in r["scores"] for r in out)

@@ -1,8 +1,8 @@
 """Build each kept clip's `.json` member and validate it with data_specs before anything is written.
 
-data_specs schema 1.0 requires a tagged caption. Captions come from the input manifest
-(`{"path": ..., "caption": ...}`) until the captioning stage lands; a clip without one is
-rejected here as `uncaptioned` rather than written with an invented caption.
+data_specs schema 1.0 requires a tagged caption. It comes from the captioning stage or from the
+inputs manifest (`{"path": ..., "caption": ...}`); a clip with neither is rejected here as
+`uncaptioned` rather than written with an invented caption.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def sample_json(row: Row, clip: ClipConfig) -> dict:
                             "height": video["height"]},
                   "audio": {"sample_rate": clip.audio_sample_rate, "channels": 1}},
         "caption": row.get("caption", ""),
+        **({"transcript": row["transcript"]} if row.get("transcript") else {}),
         "scores": {k: float(v) for k, v in sorted(row.get("scores", {}).items())},
     }
 
@@ -43,7 +44,7 @@ class PackageSamples(Stage):
         for row in rows:
             if not (row.get("caption") or "").strip():
                 out.append(self.reject(row, "uncaptioned", f"data_specs {SCHEMA_VERSION} requires a tagged caption; "
-                                       "give one in the inputs manifest (captioning stage: later issue)"))
+                                       "enable captions or give one in the inputs manifest"))
                 continue
             meta = sample_json(row, self.clip)
             try:
