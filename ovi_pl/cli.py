@@ -46,12 +46,26 @@ def export(argv: list[str]) -> None:
     export_main(argv[1:])
 
 
+def generate(argv: list[str]) -> None:
+    from ovi_pl.generation.cli import main as generate_main
+
+    generate_main(argv[1:])
+
+
+def evaluate(argv: list[str]) -> None:
+    from ovi_pl.evaluation.cli import main as evaluate_main
+
+    evaluate_main(argv[1:])
+
+
 # name -> (handler taking the full argv, help). Handlers parse their own options.
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {
     "fit": (training, "train: python -m ovi_pl fit --config configs/fusion.yaml (LightningCLI)"),
     "validate": (training, "validation loss of a checkpoint at fixed noise levels (LightningCLI)"),
     "test": (training, "test loop of a checkpoint (LightningCLI)"),
     "export": (export, "write a training checkpoint as one safetensors file (Ovi's key format for fusion runs)"),
+    "generate": (generate, "sample mp4 clips with sound from a checkpoint: python -m ovi_pl generate --config configs/generate.yaml"),
+    "evaluate": (evaluate, "score a folder of clips (Sync-C/D, CLIP, CLAP) and log a table to MLflow"),
     "models": (list_models, "list the named model configs and their parameter counts"),
     "demo": (demo, "run the end-to-end CPU demo at the ovi-tiny size"),
 }

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,15 @@ def tiny_inputs(batch: int = 2, seed: int = 0, audio_len: int = 13, frames: int 
 
 # The workplace keeps real sample clips in shared/ beside the repository (DESIGN.md section 5).
 SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
+
+
+def run_ovi_pl(workdir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m ovi_pl <args>` in `workdir`, as a user runs it."""
+    # An in-process Trainer elsewhere in the session leaves MASTER_PORT set; each run picks its own.
+    env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "ovi_pl", *args], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=timeout)

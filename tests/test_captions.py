@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_MEDIA
 
-from curation.captioning.backends import OpenAIChatCaptioner, TransformersCaptioner
+from curation.captioning.backends import TransformersCaptioner
 from curation.captioning.checker import check_caption, transcript_sentences
 from curation.captioning.prompt import CaptionRequest
 from curation.stages.captions import CaptionConfig, CaptionStage

@@ -24,7 +24,8 @@ from ovi_pl.data import EncoderPaths, ShardDataModule
 from ovi_pl.encoders import read_av_clip
 
 # Tiny encoders in the released formats (module-scoped fixtures) and their audio config.
-from test_encoders import TINY_AUDIO, tiny_audio_ckpts, tiny_video_vae_dir  # noqa: F401
+from ovi_pl.encoders.tiny import TINY_AUDIO, write_tiny_text_encoder
+from test_encoders import tiny_audio_ckpts, tiny_video_vae_dir  # noqa: F401
 
 MEDIA = sorted(SHARED_MEDIA.glob("*.mp4"))
 needs_media = pytest.mark.skipif(not MEDIA, reason=f"no sample clips in {SHARED_MEDIA}")
@@ -141,25 +142,9 @@ def keys_of(loader, limit: int | None = None) -> list[list[str]]:
     return out
 
 
-def tiny_text_encoder_dir(path: Path, d_model: int = TEXT_DIM) -> Path:
-    """A 1-layer UMT5 encoder (d_model wide) and a unigram T5 tokenizer, saved with save_pretrained."""
-    from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
-
-    words = "a man woman says speaks hello kitchen stage the in of and two voice male speaking".split()
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    vocab += [("\u2581" + w, -float(i + 1)) for i, w in enumerate(words)]
-    vocab += [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz.,'<>/"]
-    T5TokenizerFast(vocab=vocab, extra_ids=0).save_pretrained(path)
-    config = UMT5Config(vocab_size=len(vocab), d_model=d_model, d_kv=4, d_ff=32, num_layers=1, num_heads=4,
-                        relative_attention_num_buckets=8, relative_attention_max_distance=16)
-    torch.manual_seed(0)
-    UMT5EncoderModel(config).save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_encoder_paths(tmp_path_factory, tiny_video_vae_dir, tiny_audio_ckpts) -> EncoderPaths:  # noqa: F811
-    text = tiny_text_encoder_dir(tmp_path_factory.mktemp("umt5_32"))
+    text = write_tiny_text_encoder(tmp_path_factory.mktemp("umt5_32"), d_model=TEXT_DIM)
     return EncoderPaths(video_vae=str(tiny_video_vae_dir), audio_vae=str(tiny_audio_ckpts[0]),
                         text_encoder=str(text), text_len=TEXT_LEN, audio_config=TINY_AUDIO)
 

@@ -26,43 +26,26 @@ from ovi_pl.encoders import (
     BigVGANVocoder,
     CheckpointMismatchError,
     MMAudioVAE,
-    MMAudioVAEConfig,
     UMT5TextEncoder,
     VideoVAE,
     read_av_clip,
 )
+from ovi_pl.encoders.tiny import (
+    TINY_AUDIO,
+    write_tiny_audio_checkpoints,
+    write_tiny_text_encoder,
+    write_tiny_video_vae,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "encoders"
 MEDIA = sorted(SHARED_MEDIA.glob("*.mp4"))
-
-# Same classes as the released models, at small widths; the vocoder keeps the real upsampling
-# (hop 256) so time ratios are the real ones.
-TINY_AUDIO = AudioVAEConfig(
-    vae=MMAudioVAEConfig(hidden_dim=8),
-    vocoder=BigVGANConfig(
-        upsample_initial_channel=64, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5))
-    ),
-)
-
 
 # ---------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
 def tiny_video_vae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Wan2.2-structured VAE (residual blocks, 2x2 patchify, 48 latent channels) at base_dim 8."""
-    gen = torch.Generator().manual_seed(0)
-    config = dict(
-        WAN22_VAE_ARCH,
-        base_dim=8,
-        decoder_base_dim=16,
-        latents_mean=(0.1 * torch.randn(48, generator=gen)).tolist(),
-        latents_std=(0.5 + torch.rand(48, generator=gen)).tolist(),
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("wan_vae")
-    AutoencoderKLWan(**config).save_pretrained(path)
-    return path
+    return write_tiny_video_vae(tmp_path_factory.mktemp("wan_vae"))
 
 
 @pytest.fixture(scope="module")
@@ -70,30 +53,9 @@ def tiny_video_vae(tiny_video_vae_dir: Path) -> VideoVAE:
     return VideoVAE.from_pretrained(tiny_video_vae_dir)
 
 
-def _random_audio_modules(seed: int = 0) -> tuple[MMAudioVAE, BigVGANVocoder]:
-    torch.manual_seed(seed)
-    vae, vocoder = MMAudioVAE(TINY_AUDIO.vae), BigVGANVocoder(TINY_AUDIO.vocoder)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        vae.data_mean.copy_(-2 + 0.5 * torch.randn(vae.data_mean.shape, generator=gen))
-        vae.data_std.copy_(0.9 + 0.1 * torch.rand(vae.data_std.shape, generator=gen))
-        vae.encoder.learnable_gain.fill_(0.1)
-        for name, p in vocoder.named_parameters():
-            if name.endswith(("alpha", "beta")):
-                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
-            elif name.endswith("original0"):  # weight-norm magnitudes: keep the output out of tanh saturation
-                p.mul_(0).add_(0.4)
-    return vae, vocoder
-
-
 @pytest.fixture(scope="module")
 def tiny_audio_ckpts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """v1-16.pth (bare state dict) and best_netG.pt ({'generator': state dict}), as released."""
-    vae, vocoder = _random_audio_modules()
-    path = tmp_path_factory.mktemp("mmaudio")
-    torch.save(vae.state_dict(), path / "v1-16.pth")
-    torch.save({"generator": vocoder.state_dict()}, path / "best_netG.pt")
-    return path / "v1-16.pth", path / "best_netG.pt"
+    return write_tiny_audio_checkpoints(tmp_path_factory.mktemp("mmaudio"))
 
 
 @pytest.fixture(scope="module")
@@ -103,22 +65,7 @@ def tiny_audio_vae(tiny_audio_ckpts: tuple[Path, Path]) -> AudioVAE:
 
 @pytest.fixture(scope="module")
 def tiny_text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer UMT5 encoder and a unigram T5 tokenizer, both built offline and saved with save_pretrained."""
-    from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
-
-    words = "a man woman says speaks hello kitchen stage the in of and two".split()
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    vocab += [("\u2581" + w, -float(i + 1)) for i, w in enumerate(words)]
-    vocab += [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz.,'"]
-    path = tmp_path_factory.mktemp("umt5")
-    T5TokenizerFast(vocab=vocab, extra_ids=0).save_pretrained(path)
-    config = UMT5Config(
-        vocab_size=len(vocab), d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, relative_attention_max_distance=16,
-    )
-    torch.manual_seed(0)
-    UMT5EncoderModel(config).save_pretrained(path)
-    return path
+    return write_tiny_text_encoder(tmp_path_factory.mktemp("umt5"), d_model=16, num_layers=2)
 
 
 # ---------------------------------------------------------------------------- video

@@ -18,8 +18,10 @@ from ovi_pl.training.modules import FusionTraining, OptimizerConfig, ParallelCon
 from ovi_pl.training.strategy import FSDP2Strategy
 
 from test_datamodule import (TEXT_LEN, flac_bytes, make_clip, sample_json, tiny_encoder_paths,  # noqa: F401
-                             tiny_text_encoder_dir, write_shard)
-from test_encoders import TINY_AUDIO, tiny_audio_ckpts, tiny_video_vae_dir  # noqa: F401
+                             write_shard)
+from test_encoders import tiny_audio_ckpts, tiny_video_vae_dir  # noqa: F401
+
+from ovi_pl.encoders.tiny import TINY_AUDIO, write_tiny_text_encoder
 
 TEXT_MEMBER = "text_d32.npy"  # data_specs pins text_embedding.npy to umT5-xxl's 4096-d; ovi-tiny takes 32-d
 
@@ -126,7 +128,7 @@ def test_stage_writes_the_well_known_text_embedding_and_skips_bad_samples(
     tmp_path: Path, tiny_video_vae_dir: Path, tiny_audio_ckpts, input_shards: Path  # noqa: F811
 ) -> None:
     """In process, no Ray: a 4096-d text encoder writes text_embedding.npy as data_specs defines it."""
-    text = tiny_text_encoder_dir(tmp_path / "umt5_4096", d_model=4096)
+    text = write_tiny_text_encoder(tmp_path / "umt5_4096", d_model=4096)
     paths = EncoderPaths(video_vae=str(tiny_video_vae_dir), audio_vae=str(tiny_audio_ckpts[0]),
                          text_encoder=str(text), text_len=TEXT_LEN, audio_config=TINY_AUDIO)
     src = tmp_path / "in"

@@ -2,7 +2,6 @@ import copy
 
 import torch
 
-from ovi_pl.models.ovi import OviFusionModel, get_model_config
 from ovi_pl.models.ovi.parallelize import parallelize, sharding_units
 
 

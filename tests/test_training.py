@@ -3,9 +3,7 @@ real distributed checkpoints and a real MLflow store."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,26 +16,14 @@ from ovi_pl.models.ovi import OviFusionModel, apply_freeze_preset, get_model_con
 from ovi_pl.models.ovi.state_dict_adapter import ovi_to_ours
 from ovi_pl.training.export import export_checkpoint
 
-from conftest import randomize_
+from conftest import ROOT, randomize_, run_ovi_pl
 
-ROOT = Path(__file__).resolve().parents[1]
 # Training configs are the shipped ones with a `trainer` section (curation and generation have their own).
 CONFIGS = sorted(c for c in (ROOT / "configs").glob("*.yaml") if "trainer" in yaml.safe_load(c.read_text()))
 
 
-DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
-
-
-def ovi_pl(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    # An in-process Trainer elsewhere in the session leaves MASTER_PORT set; each run picks its own.
-    env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([sys.executable, "-m", "ovi_pl", *args], cwd=workdir, env=env, capture_output=True,
-                          text=True, timeout=600)
-
-
 def fit(workdir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    result = ovi_pl(workdir, "fit", "--config", str(ROOT / "configs/tiny_fusion.yaml"), *overrides)
+    result = run_ovi_pl(workdir, "fit", "--config", str(ROOT / "configs/tiny_fusion.yaml"), *overrides)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return result
 
@@ -151,14 +137,14 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, initial_weig
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_every_shipped_config_parses(config):
-    result = ovi_pl(ROOT, "fit", "--config", str(config), "--print_config")
+    result = run_ovi_pl(ROOT, "fit", "--config", str(config), "--print_config")
     assert result.returncode == 0, result.stderr[-3000:]
     printed = yaml.safe_load(result.stdout)
     assert printed["model"]["class_path"].startswith("ovi_pl.training.modules.")
 
 
 def test_unknown_config_keys_fail_before_any_work(tmp_path):
-    result = ovi_pl(tmp_path, "fit", "--config", str(ROOT / "configs/tiny_fusion.yaml"), "--model.optimiser.lr=1")
+    result = run_ovi_pl(tmp_path, "fit", "--config", str(ROOT / "configs/tiny_fusion.yaml"), "--model.optimiser.lr=1")
     assert result.returncode != 0
     assert "optimiser" in result.stderr
     assert not (tmp_path / "runs").exists()
@@ -166,11 +152,11 @@ def test_unknown_config_keys_fail_before_any_work(tmp_path):
 
 def test_audio_pretraining_feeds_fusion_training(tmp_path):
     """Stage 1 trains a padded audio tower; its exported EMA tower initialises stage 2's audio tower."""
-    stage1 = ovi_pl(tmp_path, "fit", "--config", str(ROOT / "configs/tiny_audio_pretrain.yaml"),
+    stage1 = run_ovi_pl(tmp_path, "fit", "--config", str(ROOT / "configs/tiny_audio_pretrain.yaml"),
                     "--trainer.max_steps=4", "--model.optimizer.lr=3e-3")
     assert stage1.returncode == 0, stage1.stderr[-6000:]
     (ckpt,) = tmp_path.glob("runs/tiny_audio_pretrain/*/*/checkpoints/epoch=*-step=4.ckpt")
-    exported = ovi_pl(tmp_path, "export", str(ckpt), str(tmp_path / "audio_tower.safetensors"), "--ema")
+    exported = run_ovi_pl(tmp_path, "export", str(ckpt), str(tmp_path / "audio_tower.safetensors"), "--ema")
     assert exported.returncode == 0, exported.stderr[-3000:]
     tower = load_file(tmp_path / "audio_tower.safetensors")
     assert not any("_fusion." in k for k in tower) and torch.any(tower["head.proj.weight"] != 0)
@@ -187,7 +173,7 @@ def test_validate_reproduces_the_validation_loss_logged_in_training(two_process_
     logged = max(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.step).value
     # Validation with another learning rate than training used: same weights, same loss; the run
     # keeps its first lr and records the new one as a tag.
-    result = ovi_pl(two_process_run, "validate", "--config", str(ROOT / "configs/tiny_fusion.yaml"),
+    result = run_ovi_pl(two_process_run, "validate", "--config", str(ROOT / "configs/tiny_fusion.yaml"),
                     "--trainer.devices=2", "--data.num_samples=4", f"--ckpt_path={checkpoint(two_process_run, 8)}")
     assert result.returncode == 0, result.stderr[-6000:]
     revalidated = max(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.timestamp).value

@@ -18,13 +18,15 @@ from torch import nn
 
 from ovi_pl.models.ovi import DiTTower, OviFusionModel, get_model_config, save_ovi_checkpoint, save_tower
 from ovi_pl.training.ema import ema_key
+from ovi_pl.training.lora import inject_lora, merge_lora
 
 _MODEL = "model."
 _EMA = "ema.shadow."
 
 
 def load_training_checkpoint(checkpoint: str | Path, ema: bool = False) -> nn.Module:
-    """The model of a distributed Lightning checkpoint directory, as one CPU module."""
+    """The model of a distributed Lightning checkpoint directory, as one CPU module (a LoRA run's
+    adapters merged into the base weights)."""
     path = Path(checkpoint)
     if not (path / "meta.pt").is_file():
         raise FileNotFoundError(f"{path} is not a distributed training checkpoint (no meta.pt inside)")
@@ -33,6 +35,9 @@ def load_training_checkpoint(checkpoint: str | Path, ema: bool = False) -> nn.Mo
     keys = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
     is_fusion = any(k.startswith(f"state_dict.{_MODEL}video.") for k in keys)
     model: nn.Module = OviFusionModel(cfg) if is_fusion else DiTTower(cfg.audio)
+    lora = hparams.get("lora")
+    if lora is not None:
+        inject_lora(model, lora)  # the checkpoint holds adapter and base weights under peft's names
 
     wanted = {f"{_MODEL}{k}": v for k, v in model.state_dict().items()}
     if ema:
@@ -45,7 +50,7 @@ def load_training_checkpoint(checkpoint: str | Path, ema: bool = False) -> nn.Mo
     dcp.load(state, checkpoint_id=str(path), no_dist=True)
     loaded = {_unprefix(k): v for k, v in state["state_dict"].items()}
     model.load_state_dict(loaded, strict=True)
-    return model
+    return model if lora is None else merge_lora(model)
 
 
 def _unprefix(key: str) -> str:

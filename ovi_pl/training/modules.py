@@ -30,6 +30,7 @@ from ovi_pl.models.ovi import (
 from ovi_pl.models.ovi.parallelize import parallelize
 from ovi_pl.training.ema import ExponentialMovingAverage
 from ovi_pl.training.flops import training_flops
+from ovi_pl.training.lora import LoraOptions, freeze_all_but_lora, inject_lora, plain_layer_names, reset_lora
 from ovi_pl.training.flow_matching import (
     TimestepSampler,
     add_noise,
@@ -122,6 +123,9 @@ class OviTrainingModule(L.LightningModule):
         """Loss terms; `noise_level` fixes s for every sample (validation), else s is sampled."""
         raise NotImplementedError
 
+    def apply_freezing(self, model: nn.Module) -> None:
+        apply_freeze_preset(model, self.freeze_preset)
+
     # -- set-up ---------------------------------------------------------------------------------
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -144,7 +148,7 @@ class OviTrainingModule(L.LightningModule):
         torch.manual_seed(self.seed)
         model.init_weights()
         self.load_initial_weights(model)
-        apply_freeze_preset(model, self.freeze_preset)
+        self.apply_freezing(model)
         self.model = model
         if self.ema_decay is not None:
             self.ema = ExponentialMovingAverage(model, self.ema_decay)
@@ -271,6 +275,7 @@ class FusionTraining(OviTrainingModule):
         video_init: str | None = None,
         audio_init: str | None = None,
         init_checkpoint: str | None = None,
+        lora: LoraOptions | None = None,
     ) -> None:
         super().__init__(
             model_config, freeze_preset, optimizer, parallel, timesteps, validation, text_dropout, ema_decay, seed
@@ -283,11 +288,30 @@ class FusionTraining(OviTrainingModule):
         self.video_init = video_init
         self.audio_init = audio_init
         self.init_checkpoint = init_checkpoint
+        # LoRA: adapters on the attention projections train, every base weight stays frozen
+        # (freeze_preset is not used); exports merge the adapters (training/lora.py).
+        self.lora = lora
 
     def build_model(self) -> nn.Module:
-        return OviFusionModel(get_model_config(self.model_config))
+        model = OviFusionModel(get_model_config(self.model_config))
+        # Before sharding (configure_model shards what this returns), so adapters shard with their layers.
+        return model if self.lora is None else inject_lora(model, self.lora)
+
+    def apply_freezing(self, model: nn.Module) -> None:
+        if self.lora is None:
+            super().apply_freezing(model)
+        else:
+            freeze_all_but_lora(model)
 
     def load_initial_weights(self, model: nn.Module) -> None:
+        if self.lora is None:
+            self._load_plain_weights(model)
+            return
+        with plain_layer_names(model):
+            self._load_plain_weights(model)
+        reset_lora(model)  # init_weights re-initialised the adapters too; start from B = 0
+
+    def _load_plain_weights(self, model: nn.Module) -> None:
         if self.init_checkpoint:
             load_ovi_checkpoint(model, self.init_checkpoint)
         if self.video_init:

@@ -1,0 +1,111 @@
+"""`python -m ovi_pl generate --config configs/generate.yaml`: prompts -> mp4 files with sound.
+
+Writes one `NNN_<first-words>.mp4` per prompt and `manifest.csv` (file, prompt, image, seed) that
+`python -m ovi_pl evaluate` reads. Unknown config keys fail before anything loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+from ovi_pl.generation.components import ClipGeometry, GenerationEncoders
+from ovi_pl.generation.loading import load_fusion_model
+from ovi_pl.generation.pipeline import (
+    clip_file_name,
+    decode_clips,
+    encode_first_frame,
+    encode_prompts,
+    generate_latents,
+    write_clip,
+)
+from ovi_pl.generation.prompts import read_prompts
+from ovi_pl.generation.sampler import SamplerConfig
+
+MANIFEST = "manifest.csv"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """checkpoint: Ovi safetensors (file, index json or dir) or a training checkpoint dir (…/*.ckpt).
+    prompts: csv with text_prompt (and optional image_path) or a text file with one prompt per line."""
+
+    checkpoint: str
+    prompts: str
+    output_dir: str = "outputs/generate"
+    model_config: str = "ovi-11b"  # geometry of a safetensors checkpoint; training checkpoints carry theirs
+    ema: bool = False  # training checkpoints: sample with the EMA weights
+    geometry: ClipGeometry = field(default_factory=ClipGeometry)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    encoders: GenerationEncoders = field(default_factory=GenerationEncoders)
+    allow_previews: bool = False  # permit preview stand-ins for unset encoders (smoke tests only)
+    limit: int | None = None  # only the first N prompts
+    device: str = "auto"  # auto: cuda when available
+    dtype: str = "bfloat16"  # model compute dtype; CPU runs fall back to float32
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m ovi_pl generate", description=__doc__)
+    parser.add_argument("--config", action=ActionConfigFile, help="a yaml file of the options below")
+    parser.add_class_arguments(GenerateConfig, as_group=False)
+    return parser
+
+
+def parse_config(argv: Sequence[str]) -> GenerateConfig:
+    parser = build_parser()
+    namespace = parser.instantiate(parser.parse_args(list(argv)))
+    values = {f.name: namespace[f.name] for f in dataclasses.fields(GenerateConfig)}
+    return GenerateConfig(**values)
+
+
+def run_generate(cfg: GenerateConfig) -> list[Path]:
+    if cfg.encoders.previews and not cfg.allow_previews:
+        raise ValueError(
+            f"encoders for {', '.join(cfg.encoders.previews)} are not set: give encoders.text_encoder, "
+            "encoders.video_vae, encoders.audio_vae and encoders.vocoder (local paths), or set allow_previews: true"
+        )
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    dtype = getattr(torch, cfg.dtype) if device.type == "cuda" else torch.float32
+    specs = read_prompts(cfg.prompts)[: cfg.limit]
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    model = load_fusion_model(cfg.checkpoint, cfg.model_config, cfg.ema, device, dtype)
+    tower = model.cfg.video
+    text = cfg.encoders.text(tower.text_len, tower.text_dim, device)
+    cond = encode_prompts(text, [s.text for s in specs], cfg.sampler)
+    del text  # umT5-xxl is large; it is not needed once the prompts are embedded
+    video_vae, audio_vae = cfg.encoders.video(device), cfg.encoders.audio(device)
+
+    written: list[Path] = []
+    rows = []
+    for i, spec in enumerate(specs):
+        start = time.perf_counter()
+        sampler = dataclasses.replace(cfg.sampler, seed=cfg.sampler.seed + i)
+        first = None if spec.image is None else encode_first_frame(video_vae, spec.image, cfg.geometry)
+        video, audio = generate_latents(
+            model, cond.select(slice(i, i + 1)), cfg.geometry, sampler, device,
+            first_frame=first, num_layers=tower.num_layers, dtype=dtype,
+        )
+        (clip,) = decode_clips(video_vae, audio_vae, video, audio, cfg.geometry.fps)
+        path = write_clip(clip, out / clip_file_name(i, spec.text))
+        written.append(path)
+        rows.append({"file": path.name, "text_prompt": spec.text, "image_path": spec.image or "", "seed": sampler.seed})
+        print(f"[{i + 1}/{len(specs)}] {path} ({time.perf_counter() - start:.1f} s)", flush=True)
+    with (out / MANIFEST).open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["file", "text_prompt", "image_path", "seed"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return written
+
+
+def main(argv: Sequence[str]) -> None:
+    run_generate(parse_config(argv))

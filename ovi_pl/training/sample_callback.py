@@ -1,0 +1,98 @@
+"""Sample a few fixed prompts during training and log the mp4s (with sound) to the MLflow run.
+
+Cost is bounded by the config: len(prompts) clips of `geometry` every `every_n_steps` optimizer
+steps, each `sampler.steps` steps of 1 or 2 forward passes (2 with guidance). Under FSDP2 every
+rank runs the same forward passes, since each sharded module all-gathers its weights from all
+ranks; only global rank 0 decodes, writes and logs. Prompts are embedded once, on first use, and
+the text encoder is dropped again, so it does not stay in memory for the rest of training.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import MLFlowLogger
+
+from ovi_pl.generation.components import ClipGeometry, GenerationEncoders
+from ovi_pl.generation.pipeline import clip_file_name, decode_clips, encode_prompts, generate_latents, write_clip
+from ovi_pl.generation.sampler import Conditioning, SamplerConfig
+from ovi_pl.models.ovi import get_model_config
+
+
+class SampleVideoCallback(Callback):
+    """prompts: fixed prompts to sample (the budget: one clip each per logging step).
+    every_n_steps: optimizer steps between samplings. geometry / sampler: clip size and solver
+    (keep both small: sampling runs inside training). encoders: local paths of the text encoder
+    and VAEs; unset ones are replaced by previews (ovi_pl/generation/components.py).
+    artifact_dir: folder of the run's artifacts (and of `trainer.default_root_dir`) to write to."""
+
+    def __init__(
+        self,
+        prompts: list[str],
+        every_n_steps: int = 1000,
+        geometry: ClipGeometry = ClipGeometry(height=256, width=448, num_frames=25),
+        sampler: SamplerConfig = SamplerConfig(steps=20),
+        encoders: GenerationEncoders = GenerationEncoders(),
+        artifact_dir: str = "samples",
+    ) -> None:
+        if not prompts:
+            raise ValueError("SampleVideoCallback needs at least one prompt")
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.prompts = list(prompts)
+        self.every_n_steps = every_n_steps
+        self.geometry = geometry
+        self.sampler = sampler
+        self.encoders = encoders
+        self.artifact_dir = artifact_dir
+        self._cond: Conditioning | None = None
+        self._decoders: tuple[Any, Any] | None = None
+        self._last_step = -1
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        # With gradient accumulation this hook runs several times per optimizer step; sample once.
+        if step == 0 or step % self.every_n_steps or step == self._last_step:
+            return
+        self._last_step = step
+        self.sample_and_log(trainer, pl_module, step)
+
+    def sample_and_log(self, trainer: Trainer, pl_module: LightningModule, step: int) -> list[Path]:
+        """Sample on every rank; on rank 0, write the clips and log them. Returns the files written."""
+        start = time.perf_counter()
+        model = pl_module.model
+        cfg = get_model_config(pl_module.model_config)
+        if self._cond is None:
+            text = self.encoders.text(cfg.video.text_len, cfg.video.text_dim, pl_module.device)
+            self._cond = encode_prompts(text, self.prompts, self.sampler)
+        was_training = model.training
+        model.eval()
+        try:
+            video, audio = generate_latents(
+                model, self._cond, self.geometry, self.sampler, pl_module.device, num_layers=cfg.video.num_layers
+            )
+        finally:
+            model.train(was_training)
+        if not trainer.is_global_zero:
+            return []
+        if self._decoders is None:
+            self._decoders = (self.encoders.video(pl_module.device), self.encoders.audio(pl_module.device))
+        clips = decode_clips(*self._decoders, video, audio, self.geometry.fps)
+        folder = Path(trainer.default_root_dir) / self.artifact_dir / f"step_{step:07d}"
+        paths = [write_clip(clip, folder / clip_file_name(i, p)) for i, (clip, p) in enumerate(zip(clips, self.prompts))]
+        logger = trainer.logger
+        if isinstance(logger, MLFlowLogger):
+            logger.experiment.log_artifacts(logger.run_id, str(folder), f"{self.artifact_dir}/step_{step:07d}")
+            logger.log_metrics({"samples/seconds": time.perf_counter() - start}, step=step)
+        return paths
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_step": self._last_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._last_step = int(state_dict.get("last_step", -1))
