@@ -191,12 +191,14 @@ def run_latent_stage(input_dir: str | Path, output_dir: str | Path, stage: Laten
 
 def main(argv: list[str] | None = None) -> int:
     from ovi_pl.data import EncoderPaths
+    from ovi_pl.encoders import AudioVAEConfig
 
     p = argparse.ArgumentParser(prog="python -m curation.stages.latents", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True, help="directory of .tar shards (searched recursively)")
     p.add_argument("--output", required=True, help="directory for the new shards (same relative paths)")
     p.add_argument("--video-vae", required=True, help="diffusers directory of the Wan2.2 VAE")
     p.add_argument("--audio-vae", required=True, help="MMAudio v1-16.pth (the vocoder is not needed to encode)")
+    p.add_argument("--audio-vae-config", help="yaml of AudioVAEConfig fields that differ from the released model")
     p.add_argument("--text-encoder", required=True, help="transformers directory of the umT5 encoder")
     p.add_argument("--tokenizer", help="tokenizer directory (default: --text-encoder)")
     p.add_argument("--text-len", type=int, default=512, help="tokens the prompt is encoded at (default 512)")
@@ -211,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     paths = EncoderPaths(video_vae=args.video_vae, audio_vae=args.audio_vae, text_encoder=args.text_encoder,
-                         tokenizer=args.tokenizer, dtype=args.dtype, text_len=args.text_len)
+                         tokenizer=args.tokenizer, dtype=args.dtype, text_len=args.text_len,
+                         audio_config=AudioVAEConfig.from_yaml(args.audio_vae_config) if args.audio_vae_config
+                         else AudioVAEConfig())
     stage = LatentStage(paths, text_member=args.text_member, latent_dtype=args.latent_dtype, actors=args.actors,
                         gpus_per_actor=args.gpus_per_actor, overwrite=args.overwrite)
     if args.ray_address:

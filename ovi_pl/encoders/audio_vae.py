@@ -35,6 +35,17 @@ class AudioVAEConfig:
         if self.vae.data_dim != self.mel.n_mels or self.vocoder.num_mels != self.mel.n_mels:
             raise ValueError("mel bins must agree between front end, VAE and vocoder")
 
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> AudioVAEConfig:
+        """Fields that differ from the released 16 kHz model, e.g. `vae: {hidden_dim: 8}`; unknown keys fail."""
+        import yaml
+        from jsonargparse import ArgumentParser
+
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_argument("--audio_vae_config", type=cls)
+        values = yaml.safe_load(open(path)) or {}
+        return parser.instantiate(parser.parse_object({"audio_vae_config": values})).audio_vae_config
+
     @property
     def samples_per_latent(self) -> int:
         return self.mel.hop_length * self.vae.time_downsample

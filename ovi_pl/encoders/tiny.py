@@ -42,7 +42,7 @@ def write_tiny_video_vae(path: str | Path, seed: int = 0) -> Path:
     config = dict(
         WAN22_VAE_ARCH,
         base_dim=8,
-        decoder_base_dim=16,
+        decoder_base_dim=8,
         latents_mean=(0.1 * torch.randn(48, generator=gen)).tolist(),
         latents_std=(0.5 + torch.rand(48, generator=gen)).tolist(),
     )
@@ -69,13 +69,21 @@ def random_tiny_audio_modules(seed: int = 0) -> tuple[MMAudioVAE, BigVGANVocoder
     return vae, vocoder
 
 
+# TINY_AUDIO as the yaml that `AudioVAEConfig.from_yaml` and the configs' `audio_vae_config` take.
+TINY_AUDIO_YAML = """vae: {hidden_dim: 8}
+vocoder: {upsample_initial_channel: 64, resblock_kernel_sizes: [3, 7], resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5]]}
+"""
+
+
 def write_tiny_audio_checkpoints(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
-    """`v1-16.pth` (a bare state dict) and `best_netG.pt` ({'generator': state dict}), as released."""
+    """`v1-16.pth` (a bare state dict) and `best_netG.pt` ({'generator': state dict}), as released,
+    and `config.yaml` (TINY_AUDIO_YAML), since their widths are not the released ones."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vae, vocoder = random_tiny_audio_modules(seed)
     torch.save(vae.state_dict(), folder / "v1-16.pth")
     torch.save({"generator": vocoder.state_dict()}, folder / "best_netG.pt")
+    (folder / "config.yaml").write_text(TINY_AUDIO_YAML)
     return folder / "v1-16.pth", folder / "best_netG.pt"
 
 

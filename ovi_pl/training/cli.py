@@ -7,6 +7,7 @@ as `config.yaml`, and resuming with `--ckpt_path` continues the same MLflow run.
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ class OviCLI(LightningCLI):
         parser.add_argument(
             "--experiment_name", default="ovi-pl", help="MLflow experiment for the embedded default logger"
         )
+        parser.add_argument(
+            "--run_name", default=None, help="MLflow run name for the embedded default logger (default: <command>-<time>)"
+        )
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -64,6 +68,9 @@ class OviCLI(LightningCLI):
                 "class_path": "ovi_pl.training.mlflow_logger.ResumableMLFlowLogger",
                 "init_args": {
                     "experiment_name": config["experiment_name"],
+                    # MLflow's generated names come from `random`, which seed_everything fixes: every
+                    # run of a config would get the same one.
+                    "run_name": config.get("run_name") or f"{self.subcommand}-{time.strftime('%Y%m%d-%H%M%S')}",
                     "tracking_uri": tracking_uri,
                     "artifact_location": str((root / "mlflow-artifacts").resolve()),
                     "run_id": _resumable_run_id(config.get("ckpt_path"), tracking_uri),
