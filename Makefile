@@ -8,11 +8,12 @@ MODELS_VENV := .venv-models
 
 env: system-deps $(VENV)/.installed
 
-# Media tools from Debian's packages: ffmpeg for transcoding and decoding, espeak-ng for real
-# speech in tests. Installed only where missing (CI runs as root on a Debian machine).
+# Tools from Debian's packages: ffmpeg for transcoding and decoding, espeak-ng for real speech in
+# tests, chromium for the test that opens the MLflow UI in a real browser. Installed only where
+# missing (CI runs as root on a Debian machine).
 system-deps:
-	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng >/dev/null)
+	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null && command -v chromium >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng chromium >/dev/null)
 
 # torch goes in first and alone: `pip install torch==2.13.0` takes the CPU wheel where one is
 # provided locally, and nothing later may replace it with a multi-GB CUDA build.

@@ -65,3 +65,14 @@ def run_ovi_pl(workdir: Path, *args: str, timeout: float = 600) -> subprocess.Co
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-m", "ovi_pl", *args], cwd=workdir, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, str]:
+    """`python -m ovi_pl demo` once per session in a fresh directory: (that directory, its stdout)."""
+    if not (SHARED_MEDIA / "two_men_closeup_704x1280.mp4").is_file():
+        pytest.skip(f"the demo curates the clips in {SHARED_MEDIA}")
+    workdir = tmp_path_factory.mktemp("demo")
+    result = run_ovi_pl(workdir, "demo", timeout=1500)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
+    return workdir, result.stdout

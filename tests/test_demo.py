@@ -9,27 +9,14 @@ import re
 import subprocess
 import sys
 
-import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import SHARED_MEDIA, run_ovi_pl
 from data_specs import find_shards, iter_shard_samples
 from ovi_pl.generation.media_io import probe_av
 
-pytestmark = pytest.mark.skipif(not (SHARED_MEDIA / "two_men_closeup_704x1280.mp4").is_file(),
-                                reason=f"the demo curates the clips in {SHARED_MEDIA}")
 
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
-    result = run_ovi_pl(workdir, "demo", timeout=1200)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
-    return workdir, result.stdout
-
-
-def test_every_clip_is_curated_and_encoded(demo):
-    workdir, _ = demo
+def test_every_clip_is_curated_and_encoded(demo_run):
+    workdir, _ = demo_run
     summary = json.loads((workdir / "runs/demo/curation/report/summary.json").read_text())
     assert (summary["inputs"], summary["kept"], summary["quarantined"]) == (5, 5, 0), summary
     samples = [json.loads(sample.members["json"]) for shard in find_shards([workdir / "runs/demo/latents"])
@@ -43,8 +30,8 @@ def test_every_clip_is_curated_and_encoded(demo):
         assert (meta["media"]["video"]["height"], meta["media"]["video"]["width"]) == (128, 224)
 
 
-def test_both_training_runs_are_in_the_printed_mlflow_store(demo):
-    workdir, stdout = demo
+def test_both_training_runs_are_in_the_printed_mlflow_store(demo_run):
+    workdir, stdout = demo_run
     command = re.search(r"mlflow ui --backend-store-uri (sqlite:///\S+) --host 127\.0\.0\.1 --port \d+", stdout)
     assert command, stdout[-2000:]
     client = MlflowClient(tracking_uri=command.group(1))
@@ -59,8 +46,8 @@ def test_both_training_runs_are_in_the_printed_mlflow_store(demo):
     assert len(sampled) == 2 and all(a.path.endswith(".mp4") for a in sampled)
 
 
-def test_generated_clips_have_the_requested_length_and_sound(demo):
-    workdir, _ = demo
+def test_generated_clips_have_the_requested_length_and_sound(demo_run):
+    workdir, _ = demo_run
     clips = sorted((workdir / "runs/demo/generated").glob("*.mp4"))
     assert len(clips) == 2
     for clip in clips:
