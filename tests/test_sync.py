@@ -181,3 +181,134 @@ def test_av_offset_defaults_keep_the_real_in_sync_speech_clips() -> None:
     out = AVOffsetStage(AVOffsetFilter()).process_batch(rows)
     assert [r.get("status", "kept") for r in out] == ["kept"] * 3, [r.get("detail") for r in out]
     assert all("av_offset" in r["scores"] for r in out)
+
+
+# --- S3FD (curation/syncnet/s3fd.py) ---------------------------------------------------------------------------
+# Read off the reference networks (face_alignment's net_s3fd.py; syncnet_python's detectors/s3fd/nets.py):
+# 65 tensors, 22,459,110 parameters; a few characteristic (key, shape) pairs in face_alignment's names, and the
+# same tensors under syncnet_python's names.
+S3FD_NUM_TENSORS, S3FD_NUM_PARAMS = 65, 22_459_110
+S3FD_SHAPES = {
+    "conv1_1.weight": (64, 3, 3, 3), "conv3_3.bias": (256,), "conv5_3.weight": (512, 512, 3, 3),
+    "fc6.weight": (1024, 512, 3, 3), "fc7.weight": (1024, 1024, 1, 1), "conv6_1.weight": (256, 1024, 1, 1),
+    "conv6_2.weight": (512, 256, 3, 3), "conv7_1.weight": (128, 512, 1, 1), "conv7_2.weight": (256, 128, 3, 3),
+    "conv3_3_norm.weight": (256,), "conv4_3_norm.weight": (512,), "conv5_3_norm.weight": (512,),
+    "conv3_3_norm_mbox_conf.weight": (4, 256, 3, 3), "conv3_3_norm_mbox_loc.weight": (4, 256, 3, 3),
+    "conv4_3_norm_mbox_conf.weight": (2, 512, 3, 3), "fc7_mbox_loc.weight": (4, 1024, 3, 3),
+    "conv7_2_mbox_conf.bias": (2,),
+}
+SYNCNET_PYTHON_S3FD = {"vgg.0.weight": "conv1_1.weight", "vgg.14.bias": "conv3_3.bias", "vgg.28.weight":
+                       "conv5_3.weight", "vgg.31.weight": "fc6.weight", "vgg.33.weight": "fc7.weight",
+                       "extras.1.weight": "conv6_2.weight", "L2Norm3_3.weight": "conv3_3_norm.weight",
+                       "conf.0.weight": "conv3_3_norm_mbox_conf.weight", "loc.3.weight": "fc7_mbox_loc.weight",
+                       "conf.5.bias": "conv7_2_mbox_conf.bias"}
+
+
+@pytest.fixture(scope="module")
+def s3fd_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from curation.syncnet.s3fd import S3FDNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("s3fd") / "s3fd.pth"
+    torch.save(S3FDNet().state_dict(), path)
+    return path
+
+
+def test_s3fd_network_has_the_released_key_layout() -> None:
+    from curation.syncnet.s3fd import SYNCNET_PYTHON_NAMES, S3FDNet
+
+    sd = S3FDNet().state_dict()
+    assert len(sd) == S3FD_NUM_TENSORS and sum(v.numel() for v in sd.values()) == S3FD_NUM_PARAMS
+    assert {k: tuple(sd[k].shape) for k in S3FD_SHAPES} == S3FD_SHAPES
+    assert float(sd["conv3_3_norm.weight"][0]) == 10 and float(sd["conv5_3_norm.weight"][0]) == 5
+    # syncnet_python's names cover every tensor exactly once
+    modules = {k.rpartition(".")[0] for k in sd}
+    assert len(SYNCNET_PYTHON_NAMES) == len(modules) and set(SYNCNET_PYTHON_NAMES.values()) == modules
+    for theirs, ours in SYNCNET_PYTHON_S3FD.items():
+        module, _, param = theirs.rpartition(".")
+        assert f"{SYNCNET_PYTHON_NAMES[module]}.{param}" == ours
+
+
+def test_s3fd_loader_reads_both_layouts_and_names_bad_keys(s3fd_weights: Path, tmp_path: Path) -> None:
+    from curation.syncnet.s3fd import SYNCNET_PYTHON_NAMES, load_s3fd
+
+    net, order = load_s3fd(s3fd_weights)
+    assert order == "bgr" and not net.training and net.fc6.dilation == (1, 1)
+    sd = torch.load(s3fd_weights, weights_only=True)
+    assert torch.equal(net.state_dict()["fc7_mbox_loc.weight"], sd["fc7_mbox_loc.weight"])
+    back = {v: k for k, v in SYNCNET_PYTHON_NAMES.items()}
+    theirs = {f"{back[k.rpartition('.')[0]]}.{k.rpartition('.')[2]}": v for k, v in sd.items()}
+    torch.save(theirs, tmp_path / "sfd_face.pth")
+    net, order = load_s3fd(tmp_path / "sfd_face.pth")
+    assert order == "rgb" and net.fc6.dilation == (6, 6) and net.pool3_ceil
+    assert torch.equal(net.state_dict()["conv3_3_norm_mbox_conf.weight"], sd["conv3_3_norm_mbox_conf.weight"])
+
+    bad = dict(sd)
+    bad["conv6_9.weight"] = bad.pop("conv6_2.weight")
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match=r"bad.pth.*missing keys \['conv6_2.weight'\].*unexpected keys "
+                                         r"\['conv6_9.weight'\]"):
+        load_s3fd(tmp_path / "bad.pth")
+    with pytest.raises(FileNotFoundError, match="nothing.pth.*filters.syncnet.detector_weights"):
+        load_s3fd(tmp_path / "nothing.pth")
+
+
+def test_s3fd_decodes_one_confident_box_and_suppresses_its_neighbour(s3fd_weights: Path) -> None:
+    """Head outputs built by hand: a face at level 3 (stride 32, anchor 128), cell (row 3, col 4), whose
+    regression encodes the box (100, 40, 200, 160); a weaker copy 4 px to the right in the next cell is an
+    overlap NMS must remove. Checks the anchor grid, the variances and the pixel scale."""
+    from curation.syncnet.s3fd import S3FDDetector
+
+    det = S3FDDetector(s3fd_weights, score_threshold=0.8)
+    height, width = 256, 320
+
+    def encode(box: tuple[float, float, float, float], cx0: float, cy0: float) -> list[float]:
+        x1, y1, x2, y2 = box
+        return [((x1 + x2) / 2 - cx0) / (0.1 * 128), ((y1 + y2) / 2 - cy0) / (0.1 * 128),
+                math.log((x2 - x1) / 128) / 0.2, math.log((y2 - y1) / 128) / 0.2]
+
+    def heads(x: torch.Tensor) -> list[torch.Tensor]:
+        assert x.shape == (1, 3, height, width)
+        out = []
+        for level, stride in enumerate((4, 8, 16, 32, 64, 128)):
+            h, w = math.ceil(height / stride), math.ceil(width / stride)
+            conf = torch.zeros(1, 2, h, w)
+            conf[:, 0] = 10.0  # background everywhere
+            loc = torch.randn(1, 4, h, w)
+            if level == 3:
+                conf[0, :, 3, 4] = torch.tensor([-10.0, 10.0])
+                loc[0, :, 3, 4] = torch.tensor(encode((100, 40, 200, 160), 4.5 * 32, 3.5 * 32))
+                conf[0, :, 3, 5] = torch.tensor([0.0, 3.0])  # p = 0.95
+                loc[0, :, 3, 5] = torch.tensor(encode((104, 40, 204, 160), 5.5 * 32, 3.5 * 32))
+            out += [conf, loc]
+        return out
+
+    det.net = heads  # type: ignore[assignment]
+    [box] = det.detect(np.zeros((height, width, 3), np.uint8))
+    assert np.allclose([box.x1, box.y1, box.x2, box.y2], [100, 40, 200, 160], atol=1.0), box
+    assert box.score > 0.999
+
+
+def test_s3fd_runs_on_a_real_frame_with_random_weights(s3fd_weights: Path) -> None:
+    import av
+    import cv2
+
+    from curation.syncnet.s3fd import S3FDDetector
+
+    with av.open(str(MEDIA / "two_men_closeup_704x1280.mp4")) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
+    small = cv2.resize(frame, (320, 176), interpolation=cv2.INTER_AREA)
+    found = S3FDDetector(s3fd_weights, score_threshold=0.5).detect(small)
+    assert isinstance(found, list) and all(isinstance(b, Box) for b in found)
+    assert all(0 <= b.x1 < b.x2 <= 320 and 0 <= b.y1 < b.y2 <= 176 for b in found)
+
+
+def test_s3fd_config_needs_detector_weights(random_weights: Path, s3fd_weights: Path) -> None:
+    with pytest.raises(ValueError, match="detector_weights"):
+        SyncNetFilter(enabled=True, weights=random_weights, detector="s3fd")
+    config = SyncNetFilter(enabled=True, weights=random_weights, detector="s3fd", detector_weights=s3fd_weights)
+    stage = SyncNetFilterStage(config)
+    stage.setup()
+    from curation.syncnet.s3fd import S3FDDetector
+
+    assert isinstance(stage._detector, S3FDDetector)

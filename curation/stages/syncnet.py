@@ -5,8 +5,8 @@ listeners' tracks are out of sync by nature (their lips do not follow the voice)
 judged by its most confident track: the speaker. Clips without a face track are kept (scored
 num_faces = 0) or rejected, by config; `av_offset` covers them with an onset/motion estimate.
 
-Faces come from OpenCV's Haar cascade by default (shipped with opencv-python, offline) or from a
-local YuNet ONNX model; see curation/syncnet/faces.py. Off by default: SyncNet's weights
+Faces come from OpenCV's Haar cascade by default (shipped with opencv-python, offline), from a
+local YuNet ONNX model (curation/syncnet/faces.py) or from local S3FD weights (curation/syncnet/s3fd.py). Off by default: SyncNet's weights
 (`syncnet_v2.model`) are a local file the user provides.
 """
 from __future__ import annotations
@@ -26,8 +26,9 @@ class SyncNetFilter(BaseModel):
 
     enabled: bool = False
     weights: Path | None = Field(None, description="syncnet_v2.model (a state dict; loaded weights-only)")
-    detector: Literal["haar", "yunet"] = "haar"
-    detector_weights: Path | None = Field(None, description="face_detection_yunet_2023mar.onnx for detector yunet")
+    detector: Literal["haar", "yunet", "s3fd"] = "haar"
+    detector_weights: Path | None = Field(None, description="face_detection_yunet_2023mar.onnx for detector yunet; "
+                                          "an S3FD state dict (sfd_face.pth or s3fd-619a316812.pth) for s3fd")
     max_abs_offset: Annotated[int, Field(ge=0)] = 3          # paper: |offset| <= 3 frames
     min_confidence: Annotated[float, Field(allow_inf_nan=False)] = 1.5   # paper: confidence > 1.5
     vshift: Annotated[int, Field(ge=1, le=50)] = 15
@@ -47,11 +48,12 @@ class SyncNetFilter(BaseModel):
     @model_validator(mode="after")
     def _weights_when_enabled(self) -> SyncNetFilter:
         if self.enabled:
-            needed = ("weights", "detector_weights") if self.detector == "yunet" else ("weights",)
+            needed = ("weights", "detector_weights") if self.detector in ("yunet", "s3fd") else ("weights",)
             missing = [n for n in needed if getattr(self, n) is None]
             if missing:
-                raise ValueError(f"syncnet filter is enabled but {', '.join(missing)} is not set; point it at local "
-                                 "files or set enabled: false")
+                raise ValueError(f"syncnet filter is enabled but {', '.join(missing)} is not set (detector_weights is "
+                                 f"needed for detector yunet or s3fd, here {self.detector}); point it at local "
+                                 "files, use detector: haar, or set enabled: false")
         return self
 
 
@@ -77,7 +79,17 @@ class SyncNetFilterStage(Stage):
         self.device = "cuda" if c.gpus_per_actor and torch.cuda.is_available() else "cpu"
         self.model = load_syncnet(c.weights, self.device)
         if self._detector is None:
-            self._detector = HaarFaceDetector() if c.detector == "haar" else YuNetDetector(c.detector_weights)
+            if c.detector_weights is None and c.detector != "haar":
+                raise ValueError(f"filters.syncnet.detector_weights is not set: detector {c.detector} needs a local "
+                                 "model file")
+            if c.detector == "haar":
+                self._detector = HaarFaceDetector()
+            elif c.detector == "yunet":
+                self._detector = YuNetDetector(c.detector_weights)
+            else:
+                from ..syncnet.s3fd import S3FDDetector
+
+                self._detector = S3FDDetector(c.detector_weights, device=self.device)
         self.settings = TrackSettings(c.detect_width, c.detect_every, c.min_track_frames, c.max_gap_frames,
                                       min_face_size=c.min_face_size, crop_scale=c.crop_scale,
                                       max_track_frames=c.max_track_frames)
