@@ -18,7 +18,7 @@ from .stage import KEPT, Row, Stage
 from .stages.aesthetic import AestheticFilterStage
 from .stages.av_offset import AVOffsetStage
 from .stages.captions import CaptionStage
-from .stages.speech import TranscribeStage, VoiceActivityStage
+from .stages.speech import AudioSegmentsStage, TranscribeStage, VoiceActivityStage
 from .stages.syncnet import SyncNetFilterStage
 from .stages.area import AreaFilterStage
 from .stages.discover import DiscoverInputs, read_manifest
@@ -81,6 +81,11 @@ def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
         stages.append(AVOffsetStage(f.av_offset))
     if config.captions.enabled:
         stages.append(CaptionStage(config.captions))
+    # Audio-only segments after every clip-level stage (they never see segment rows) and after
+    # captions (a segment's caption is derived from its clip's); package builds both kinds of json.
+    # Segment flacs go next to the clips so the same cleanup (start of run, shard close) covers them.
+    if config.speech.audio_segments.enabled:
+        stages.append(AudioSegmentsStage(config.speech.audio_segments, str(paths.work / "clips")))
     stages.append(PackageSamples(config.clip))
     return stages
 
@@ -96,12 +101,38 @@ def discover(config: CurationConfig) -> list[Row]:
     return list(unique.values())
 
 
+# Rows written to shards: clips (audio_video) and audio-only segments cut from them.
+_SAMPLE_TYPES = ("clip", "audio_clip")
+
+
 @dataclass
 class _InputProgress:
+    """What of one input has arrived. Rows come back in any order (each travels as its own block):
+    the input is complete when all `num_clips` clip rows (or its one input row) are in and, for
+    every clip that announced `num_audio_segments`, that many segment rows naming it as parent."""
+
     uri: str
-    expected: int | None = None
+    expected: int | None = None      # clip rows (or 1 for an input-level row)
+    main_rows: int = 0
+    announced: dict[str, int] = field(default_factory=dict)   # parent clip key -> segment rows announced
+    children: dict[str, int] = field(default_factory=dict)    # parent clip key -> segment rows arrived
     records: list[dict[str, Any]] = field(default_factory=list)
     open_keys: set[str] = field(default_factory=set)
+
+    def add(self, row: Row) -> None:
+        if row.get("record_type") == "audio_clip":
+            parent = str(row.get("parent_key"))
+            self.children[parent] = self.children.get(parent, 0) + 1
+            return
+        self.expected = row.get("num_clips", 1) if row.get("record_type") == "clip" else 1
+        self.main_rows += 1
+        if row.get("num_audio_segments"):
+            self.announced[str(row["key"])] = int(row["num_audio_segments"])
+
+    def complete(self) -> bool:
+        if self.expected is None or self.main_rows < self.expected or self.open_keys:
+            return False
+        return all(self.children.get(k, 0) >= n for k, n in self.announced.items())
 
 
 class OutputCollector:
@@ -119,20 +150,24 @@ class OutputCollector:
 
     def add(self, row: Row) -> None:
         progress = self.inputs.setdefault(row["input_id"], _InputProgress(row["uri"]))
-        progress.expected = row.get("num_clips", 1) if row.get("record_type") == "clip" else 1
+        progress.add(row)
         record = make_record(row)
         progress.records.append(record)
         closed: list[tuple[str, list[str]]] = []
-        if row.get("status") == KEPT and row.get("record_type") == "clip":
+        if row.get("status") == KEPT and row.get("record_type") in _SAMPLE_TYPES:
             key = row["key"]
             if key in self.writer.written:  # written by a run that died before this input's marker
                 record["shard"] = self.writer.written[key]
+                _remove_work_files(row)
             else:
                 self.key_owner[key] = row["input_id"]
                 progress.open_keys.add(key)
-                closed = self.writer.add(key, {"json": row["sample_json"].encode(), "mp4": Path(row["mp4_path"]),
-                                               "flac": Path(row["flac_path"])})
-        elif row.get("record_type") == "clip":
+                members: dict[str, bytes | Path] = {"json": row["sample_json"].encode()}
+                if row["record_type"] == "clip":
+                    members["mp4"] = Path(row["mp4_path"])
+                members["flac"] = Path(row["flac_path"])
+                closed = self.writer.add(key, members)
+        elif row.get("record_type") in _SAMPLE_TYPES:
             _remove_work_files(row)
         self._on_closed(closed)
         self._maybe_done(row["input_id"])
@@ -163,14 +198,16 @@ class OutputCollector:
 
     def _maybe_done(self, input_id: str) -> None:
         progress = self.inputs.get(input_id)
-        if progress is None or progress.expected is None or len(progress.records) < progress.expected or progress.open_keys:
+        if progress is None or not progress.complete():
             return
         self.markers.write(input_id, progress.uri, progress.records)
         del self.inputs[input_id]
         self.finished += 1
-        kept = sum(r["status"] == KEPT for r in progress.records)
+        kept = sum(r["status"] == KEPT and r.get("record_type") != "audio_clip" for r in progress.records)
+        audio = sum(r["status"] == KEPT and r.get("record_type") == "audio_clip" for r in progress.records)
         reasons = sorted({f"{r['stage']}:{r['reason']}" for r in progress.records if r["status"] != KEPT})
         self.log(f"[curation] input {self.finished}/{self.total} done: {progress.uri} -> {kept} kept"
+                 + (f" (+{audio} audio segments)" if audio else "")
                  + (f", not kept: {', '.join(reasons)}" if reasons else ""))
 
 
@@ -269,9 +306,10 @@ def _thresholds(config: CurationConfig) -> dict[str, float]:
 
 
 def _print_counts(summary: dict[str, Any], paths: RunPaths, log: Any) -> None:
+    audio = f"{summary['audio_segments']} audio segments, " if summary.get("audio_segments") else ""
     log(f"[curation] finished in {summary['seconds']} s: {summary['inputs']} inputs, {summary['clips']} clips, "
         f"{summary['kept']} kept, {summary['rejected']} rejected, {summary['quarantined']} quarantined, "
-        f"{summary['shards']} shards")
+        f"{audio}{summary['shards']} shards")
     for reason, count in summary["by_reason"].items():
         log(f"[curation]   {count:6d}  {reason}")
     log(f"[curation] shards: {paths.shards}  manifest: {paths.manifest}  report: {paths.report / 'index.html'}")

@@ -13,11 +13,14 @@ from .stage import Row
 # Row fields copied into a record; media payloads and paths into the work directory are left out.
 _RECORD_FIELDS = ("record_type", "input_id", "uri", "key", "clip_index", "num_clips", "scene_index", "start_s",
                   "end_s", "status", "reason", "detail", "error_type", "error", "caption")
+# Audio-segment fields, recorded only on rows that have them (runs without audio segments keep their columns).
+_OPTIONAL_FIELDS = ("num_audio_segments", "parent_key", "segment_kind", "duration_s")
 
 
 def make_record(row: Row) -> dict[str, Any]:
     """The manifest record of a row that left the pipeline."""
     record = {k: row.get(k) for k in _RECORD_FIELDS}
+    record.update({k: row[k] for k in _OPTIONAL_FIELDS if k in row})
     record["stage"] = row.get("rejected_by")
     record["has_caption"] = bool(record.pop("caption"))
     probe = row.get("probe") or {}
@@ -34,9 +37,10 @@ def write_manifest(records: list[dict[str, Any]], path: Path) -> None:
     import pyarrow.parquet as pq
 
     score_names = sorted({name for r in records for name in r.get("scores", {})})
+    columns = list(dict.fromkeys(k for r in records for k in r if k != "scores"))  # every record's fields
     flat = []
     for r in records:
-        row = {k: v for k, v in r.items() if k != "scores"}
+        row = {k: r.get(k) for k in columns}
         row.update({f"score_{n}": r.get("scores", {}).get(n) for n in score_names})
         flat.append(row)
     table = pa.Table.from_pylist(flat) if flat else pa.table({"status": pa.array([], pa.string())})
@@ -46,15 +50,22 @@ def write_manifest(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    clips = [r for r in records if r.get("record_type") == "clip"]
+    """Counts. `clips`, `kept`, `rejected` and `quarantined` count clip and input records, as they did
+    before audio segments existed; audio-only segments are counted apart (`audio_segments` kept,
+    `audio_segments_not_kept` rejected or quarantined). `by_reason` and `quarantine` list every record."""
+    audio = [r for r in records if r.get("record_type") == "audio_clip"]
+    main = [r for r in records if r.get("record_type") != "audio_clip"]
+    clips = [r for r in main if r.get("record_type") == "clip"]
     inputs = {r["input_id"] for r in records}
     by_reason = Counter(f"{r['stage']}: {r['reason']}" for r in records if r["status"] != "kept")
     return {
         "inputs": len(inputs),
         "clips": len(clips),
-        "kept": sum(r["status"] == "kept" for r in records),
-        "rejected": sum(r["status"] == "rejected" for r in records),
-        "quarantined": sum(r["status"] == "quarantined" for r in records),
+        "kept": sum(r["status"] == "kept" for r in main),
+        "rejected": sum(r["status"] == "rejected" for r in main),
+        "quarantined": sum(r["status"] == "quarantined" for r in main),
+        "audio_segments": sum(r["status"] == "kept" for r in audio),
+        "audio_segments_not_kept": sum(r["status"] != "kept" for r in audio),
         "rejected_inputs": sum(r["status"] != "kept" and r.get("record_type") == "input" for r in records),
         "by_reason": dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
         "quarantine": [{"uri": r["uri"], "key": r.get("key"), "stage": r["stage"], "error_type": r.get("error_type"),
@@ -99,7 +110,8 @@ def write_report(records: list[dict[str, Any]], report_dir: Path, thresholds: di
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Curation report</title></head><body>
 <h1>Curation report</h1>
 <p>{summary['inputs']} inputs, {summary['clips']} clips: <b>{summary['kept']} kept</b>, {summary['rejected']} rejected,
-{summary['quarantined']} quarantined. Records: <a href="../manifest.parquet">manifest.parquet</a>,
+{summary['quarantined']} quarantined; {summary['audio_segments']} audio-only segments kept,
+{summary['audio_segments_not_kept']} not kept. Records: <a href="../manifest.parquet">manifest.parquet</a>,
 <a href="summary.json">summary.json</a>.</p>
 <h2>Rejections by stage and reason</h2><table border="1"><tr><th>stage: reason</th><th>count</th></tr>{rows}</table>
 <h2>Quarantined</h2><table border="1"><tr><th>input</th><th>stage</th><th>error</th></tr>{quarantine}</table>

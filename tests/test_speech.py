@@ -15,7 +15,8 @@ from curation.speech.audio import load_audio
 from curation.speech.segments import plan_segments
 from curation.speech.vad import VoiceActivity
 from curation.stages.speech import (AsrConfig, AudioSegmentsConfig, AudioSegmentsStage, TranscribeStage,
-                                    VadConfig, VoiceActivityStage, audio_only_sample_json)
+                                    VadConfig, VoiceActivityStage, audio_only_sample_json, segment_caption,
+                                    segment_transcript)
 from data_specs import Transcript, parse_sample_meta
 
 TESTS = Path(__file__).parent
@@ -94,9 +95,12 @@ def test_audio_segments_stage_writes_audio_only_samples(tmp_path: Path) -> None:
     rows = AudioSegmentsStage(AudioSegmentsConfig(enabled=True, min_sound_s=1.5, min_mean_volume_db=-80), str(tmp_path / "work")
                               ).process_batch([row])
     # the "sound" here is the -60 dB room noise speech_with_silence pads with, hence the lower floor
-    kinds = [r["segment_kind"] for r in rows if r.get("status", "kept") == "kept"]
+    parent, children = rows[0], rows[1:]
+    assert parent == {**row, "num_audio_segments": len(children)}, "the parent comes back unchanged but for the count"
+    assert all(r["record_type"] == "audio_clip" and r["parent_key"] == "rec" for r in children)
+    kinds = [r["segment_kind"] for r in children if r.get("status", "kept") == "kept"]
     assert "speech" in kinds and "sound" in kinds
-    for r in rows:
+    for r in children:
         if r.get("status", "kept") != "kept":
             continue
         audio = load_audio(r["flac_path"])
@@ -158,3 +162,172 @@ def test_faster_whisper_transcribes_in_the_main_env(tiny_models: dict[str, Path]
     transcript = Transcript.model_validate(rows[0]["transcript"])
     assert transcript.language == "en" and isinstance(transcript.segments, list)
     assert rows[1]["transcript"] is None  # VAD heard no speech: not transcribed
+
+
+def test_segment_transcript_and_caption_come_from_the_clip() -> None:
+    transcript = {"language": "en",
+                  "words": [{"word": "Hello", "start_s": 0.5, "end_s": 0.9},
+                            {"word": "there.", "start_s": 1.0, "end_s": 1.4},
+                            {"word": "Later", "start_s": 3.2, "end_s": 3.6}],
+                  "segments": [{"text": "Hello there.", "start_s": 0.5, "end_s": 1.4},
+                               {"text": "Later", "start_s": 3.2, "end_s": 3.6}]}
+    part = segment_transcript(transcript, 0.4, 2.0)
+    assert [(w["word"], w["start_s"], w["end_s"]) for w in part["words"]] == [("Hello", 0.1, 0.5), ("there.", 0.6, 1.0)]
+    assert [s["text"] for s in part["segments"]] == ["Hello there."]
+    assert segment_transcript(transcript, 2.0, 3.0) is None and segment_transcript(None, 0, 1) is None
+    clip_caption = ("A man waves and says, <S>Hello there.<E> Then, <S>Later<E>. "
+                    "<AUDCAP>A man's voice, a quiet room.<ENDAUDCAP>")
+    caption = segment_caption(clip_caption, part)
+    assert caption == "<S>Hello there.<E> <AUDCAP>A man's voice, a quiet room.<ENDAUDCAP>"
+    assert segment_caption(clip_caption, None) == "<AUDCAP>A man's voice, a quiet room.<ENDAUDCAP>"
+    assert segment_caption("He says, <S>Hi Audio: x<E>. Audio: A voice.", part) == "<S>Hello there.<E> Audio: A voice."
+    assert segment_caption("No audio description here.", part) == "" and segment_caption(None, part) == ""
+    row = {"key": "clip-00000_a00", "uri": "/data/x.mp4", "start_s": 10.4, "end_s": 12.0, "duration_s": 1.6}
+    assert parse_sample_meta(audio_only_sample_json(row, caption, part)).transcript.words[0].word == "Hello"
+
+
+def test_collector_waits_for_children_that_arrive_before_their_parent(tmp_path: Path) -> None:
+    """Rows of one input arrive in any order; the marker is written once the clip and every segment it
+    announced (kept or rejected) are in and the shards holding them are closed."""
+    from curation.config import CurationConfig
+    from curation.pipeline import OutputCollector, RunPaths
+
+    paths = RunPaths(tmp_path / "out")
+    config = CurationConfig.model_validate({"inputs": {"paths": ["x"]}, "output": {"shard_max_samples": 1}})
+    collector = OutputCollector(paths, config, total_inputs=1, log=lambda *_: None)
+    work = paths.work / "clips"
+    work.mkdir(parents=True)
+
+    def media(name: str) -> str:
+        (work / name).write_bytes(b"media")
+        return str(work / name)
+
+    base = {"input_id": "in1", "uri": "/data/in1.mp4", "status": "kept", "num_clips": 1, "start_s": 0.0, "end_s": 5.04}
+    child0 = {**base, "record_type": "audio_clip", "key": "c0_a00", "parent_key": "c0", "sample_json": "{}",
+              "flac_path": media("c0_a00.flac")}
+    child1 = {**base, "record_type": "audio_clip", "key": "c0_a01", "parent_key": "c0", "status": "rejected",
+              "rejected_by": "audio_segments", "reason": "low_volume"}
+    parent = {**base, "record_type": "clip", "key": "c0", "num_audio_segments": 2, "sample_json": "{}",
+              "mp4_path": media("c0.mp4"), "flac_path": media("c0.flac")}
+    collector.add(child0)
+    collector.add(parent)
+    assert collector.markers.done_ids() == set(), "one announced segment has not arrived"
+    collector.add(child1)
+    assert collector.markers.done_ids() == {"in1"}
+    records = collector.markers.all_records()
+    assert sorted((r["record_type"], r["key"], r["status"], bool(r["shard"])) for r in records) == [
+        ("audio_clip", "c0_a00", "kept", True), ("audio_clip", "c0_a01", "rejected", False),
+        ("clip", "c0", "kept", True)]
+    assert not list(work.iterdir()), "work files of written samples are removed"
+    collector.finish()
+    import tarfile
+
+    names = sorted(n for t in sorted(paths.shards.glob("*.tar")) for n in tarfile.open(t).getnames())
+    assert names == ["c0.flac", "c0.json", "c0.mp4", "c0_a00.flac", "c0_a00.json"]
+
+
+def _speech_video(out: Path) -> Path:
+    """A moving test pattern (clears the motion filter) with espeak speech from 0.5 s, 6 s long."""
+    wav, _, _ = speech_with_silence(out.with_suffix(".wav"), "Hello there. This is a test of the audio tower.",
+                                    lead_s=0.5, tail_s=3.0)
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=192x144:rate=24",
+                    "-i", str(wav), "-t", "6", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", str(out)], check=True)
+    return out
+
+
+AUDCAP = "A synthetic male voice speaking in a quiet room."
+
+
+def _pipeline(tmp_path: Path, audio_segments: bool) -> tuple[Path, subprocess.CompletedProcess]:
+    import yaml
+
+    video = _speech_video(tmp_path / "talk.mp4")
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"path": str(video), "caption": "A colourful test pattern while a voice says, "
+                                    f"<S>Hello there.<E> <AUDCAP>{AUDCAP}<ENDAUDCAP>"}) + "\n")
+    out = tmp_path / "out"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "inputs": {"manifest": str(manifest)}, "output": {"dir": str(out)}, "ray": {"num_cpus": 2},
+        "transcode": {"preset": "ultrafast"},
+        # av_offset judges a test pattern against speech onsets; not what this test is about
+        "filters": {"area": {"min_area": 160 * 120}, "av_offset": {"enabled": False}},
+        "speech": {"audio_segments": {"enabled": audio_segments}}}))
+    proc = subprocess.run([sys.executable, "curation/run.py", "--config", str(cfg)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc
+
+
+def _tar_members(shards: Path) -> dict[str, bytes]:
+    import tarfile
+
+    found: dict[str, bytes] = {}
+    for tar in sorted(shards.glob("*.tar")):
+        with tarfile.open(tar) as t:
+            for m in t.getmembers():
+                assert m.name not in found, f"{m.name} written twice"
+                found[m.name] = t.extractfile(m).read()
+    return found
+
+
+def test_pipeline_writes_audio_only_segments_and_resumes(tmp_path: Path) -> None:
+    import io
+
+    import soundfile
+
+    out, proc = _pipeline(tmp_path, audio_segments=True)
+    members = _tar_members(out / "shards")
+    metas = {name[:-5]: json.loads(data) for name, data in members.items() if name.endswith(".json")}
+    clips = [k for k, m in metas.items() if m["kind"] == "audio_video"]
+    audio = [k for k, m in metas.items() if m["kind"] == "audio_only"]
+    assert len(clips) == 1 and audio, metas
+    for key in audio:
+        meta = metas[key]
+        assert f"{key}.mp4" not in members and key.startswith(clips[0] + "_a")
+        samples, rate = soundfile.read(io.BytesIO(members[f"{key}.flac"]))
+        assert rate == 16000 and samples.ndim == 1
+        assert abs(len(samples) / rate - meta["media"]["duration_s"]) <= 0.02 and len(samples) / rate <= 12.0
+        assert f"<AUDCAP>{AUDCAP}<ENDAUDCAP>" in meta["caption"]
+        assert 0 <= meta["source"]["start_s"] < meta["source"]["end_s"] <= 5.1
+    cli = subprocess.run([sys.executable, "-m", "data_specs", "validate", str(out / "shards")], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-2000:]
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert (summary["clips"], summary["kept"], summary["audio_segments"]) == (1, 1, len(audio))
+    assert f"{len(audio)} audio segments" in proc.stdout
+    import pyarrow.parquet as pq
+
+    records = pq.read_table(out / "manifest.parquet").to_pylist()
+    (parent,) = [r for r in records if r["record_type"] == "clip"]
+    children = [r for r in records if r["record_type"] == "audio_clip"]
+    assert parent["num_audio_segments"] == len(children) and all(r["parent_key"] == parent["key"] for r in children)
+    assert all(r["shard"] for r in records if r["status"] == "kept")
+    assert not list((out / "_work" / "clips").glob("*")), "work files of written samples are removed"
+
+    # A run killed after its shards were renamed but before the input's marker: the rerun redoes the
+    # input and writes none of its keys again (they are indexed from the shards), then marks it done.
+    (marker,) = (out / "_state" / "done").glob("*.json")
+    marker.unlink()
+    rerun = subprocess.run([sys.executable, "curation/run.py", "--config", str(out.parent / "cfg.yaml")], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "1 to process" in rerun.stdout
+    assert _tar_members(out / "shards") == members
+    again = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert sorted((r["key"], r["status"], r["shard"]) for r in again) == sorted(
+        (r["key"], r["status"], r["shard"]) for r in records)
+
+
+def test_pipeline_without_audio_segments_writes_clips_only(tmp_path: Path) -> None:
+    out, proc = _pipeline(tmp_path, audio_segments=False)
+    metas = [json.loads(d) for n, d in _tar_members(out / "shards").items() if n.endswith(".json")]
+    assert [m["kind"] for m in metas] == ["audio_video"]
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert (summary["clips"], summary["kept"], summary["audio_segments"]) == (1, 1, 0)
+    import pyarrow.parquet as pq
+
+    columns = pq.read_table(out / "manifest.parquet").column_names
+    assert not {"num_audio_segments", "parent_key", "segment_kind"} & set(columns)
+    assert "audio segments" not in proc.stdout

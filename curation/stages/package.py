@@ -1,4 +1,8 @@
-"""Build each kept clip's `.json` member and validate it with data_specs before anything is written.
+"""Build each kept sample's `.json` member and validate it with data_specs before anything is written.
+
+Clips (`record_type="clip"`) become `audio_video` samples; audio-only segments (`record_type=
+"audio_clip"`, from the audio_segments stage) become `audio_only` samples via
+`audio_only_sample_json`, with the caption and transcript that stage derived from their clip.
 
 data_specs schema 1.0 requires a tagged caption. It comes from the captioning stage or from the
 inputs manifest (`{"path": ..., "caption": ...}`); a clip with neither is rejected here as
@@ -13,6 +17,7 @@ from data_specs import SCHEMA_VERSION, SampleMetaError, parse_sample_meta
 
 from ..config import ClipConfig
 from ..stage import Row, Stage
+from .speech import audio_only_sample_json
 
 
 def sample_json(row: Row, clip: ClipConfig) -> dict:
@@ -46,9 +51,12 @@ class PackageSamples(Stage):
                 out.append(self.reject(row, "uncaptioned", f"data_specs {SCHEMA_VERSION} requires a tagged caption; "
                                        "enable captions or give one in the inputs manifest"))
                 continue
-            meta = sample_json(row, self.clip)
             try:
-                parse_sample_meta(meta, source=f"clip {row['key']}")
+                if row.get("record_type") == "audio_clip":
+                    meta = audio_only_sample_json(row, row["caption"], row.get("transcript") or None)
+                else:
+                    meta = sample_json(row, self.clip)
+                    parse_sample_meta(meta, source=f"clip {row['key']}")
             except SampleMetaError as exc:
                 out.append(self.reject(row, "invalid_sample", "; ".join(exc.problems)))
                 continue

@@ -6,8 +6,9 @@ segments for the audio tower.
   words with times/speakers/scores, segments). Backend faster_whisper runs in the main environment;
   whisperx (batched decoding + wav2vec2 alignment + pyannote diarization) runs its actors in
   `.venv-models` (Resources.environment="models"). Clips without speech are not transcribed.
-- `AudioSegmentsStage`: one row per speech or sound segment (<= 12 s) of a clip or audio file, with
-  its 16 kHz mono flac written to the work dir: the `audio_only` kind of data_specs.
+- `AudioSegmentsStage`: the clip row back (with `num_audio_segments`) plus one row per speech or sound
+  segment (<= 12 s) of its audio, with its 16 kHz mono flac written to the work dir: the `audio_only`
+  kind of data_specs, packaged by `PackageSamples` with `audio_only_sample_json`.
 Models come from local directories only; nothing is downloaded.
 """
 from __future__ import annotations
@@ -93,6 +94,13 @@ class SpeechConfig(BaseModel):
     asr: AsrConfig = AsrConfig()
     audio_segments: AudioSegmentsConfig = AudioSegmentsConfig()
 
+    @model_validator(mode="after")
+    def _segments_need_vad(self) -> SpeechConfig:
+        if self.audio_segments.enabled and not self.vad.enabled:
+            raise ValueError("speech.audio_segments.enabled needs speech.vad.enabled: segments are cut at its "
+                             "speech spans")
+        return self
+
 
 def _audio_path(row: Row) -> str:
     path = row.get("flac_path") or row.get("audio_path") or row.get("mp4_path") or row.get("path")
@@ -172,9 +180,17 @@ def validated(transcript: dict) -> dict:
 
 
 class AudioSegmentsStage(Stage):
-    """One input row (a clip or an audio file) -> rows of audio-only segments with their flac written."""
+    """One clip row -> the clip row itself plus rows of audio-only segments with their flac written.
+
+    The parent comes back unchanged but for `num_audio_segments`, the number of segment rows it
+    produced (kept and rejected alike), which the driver waits for before it marks the input done.
+    A segment row (`record_type="audio_clip"`, `parent_key`) carries its caption and transcript,
+    derived from the parent's: the clip's audio description plus the transcript words that fall in
+    the segment inside <S>..<E>. `PackageSamples` turns it into the audio_only json.
+    """
 
     name: ClassVar[str] = "audio_segments"
+    fans_out: ClassVar[bool] = True
 
     def __init__(self, config: AudioSegmentsConfig, work_dir: str):
         self.config = config
@@ -197,28 +213,97 @@ class AudioSegmentsStage(Stage):
             base = str(row.get("key") or row["input_id"])
             plans = [p for p in plan_segments(spans, duration, c.max_s, c.min_speech_s, c.min_sound_s, c.merge_gap_s)
                      if p.kind in c.kinds]
-            made = 0
+            children: list[Row] = []
             for i, seg in enumerate(plans):
-                piece = audio[int(seg.start_s * 16000):int(seg.end_s * 16000)]
+                piece = audio[int(round(seg.start_s * 16000)):int(round(seg.end_s * 16000))]
+                seg_duration = round(len(piece) / 16000, 4)
                 db = round(mean_volume_db(piece), 3)
+                transcript = segment_transcript(row.get("transcript"), seg.start_s, seg.end_s)
                 child = {**{k: v for k, v in row.items() if k not in ("mp4_path", "flac_path", "speech_spans",
-                                                                      "transcript", "caption")},
+                                                                      "transcript", "caption", "sample_json",
+                                                                      "video", "num_audio_segments")},
                          "key": f"{base}_a{i:02d}", "record_type": "audio_clip", "kind": "audio_only",
-                         "segment_kind": seg.kind, "start_s": round(row.get("start_s", 0.0) + seg.start_s, 3),
-                         "end_s": round(row.get("start_s", 0.0) + seg.end_s, 3),
-                         "duration_s": round(seg.duration_s, 3)}
+                         "parent_key": row.get("key"), "segment_kind": seg.kind,
+                         "start_s": round(row.get("start_s", 0.0) + seg.start_s, 3),
+                         "end_s": round(row.get("start_s", 0.0) + seg.start_s + seg_duration, 3),
+                         "duration_s": seg_duration, "transcript": transcript, "scores": {},
+                         "caption": segment_caption(row.get("caption"), transcript)}
                 if db < c.min_mean_volume_db:
-                    out.append(self.reject(child, "low_volume", f"segment mean volume {db:.1f} dB < "
-                                           f"speech.audio_segments.min_mean_volume_db {c.min_mean_volume_db}",
-                                           mean_volume_db=db))
+                    children.append(self.reject(child, "low_volume", f"segment mean volume {db:.1f} dB < "
+                                                f"speech.audio_segments.min_mean_volume_db {c.min_mean_volume_db}",
+                                                mean_volume_db=db))
                     continue
                 flac = save_flac(Path(self.work_dir) / f"{child['key']}.flac", piece)
-                out.append(self.with_scores({**child, "flac_path": str(flac)}, mean_volume_db=db))
-                made += 1
-            if not plans:
-                out.append(self.reject(row, "no_audio_segments", f"no speech >= {c.min_speech_s} s or sound >= "
-                                       f"{c.min_sound_s} s in {duration:.1f} s of audio"))
+                children.append(self.with_scores({**child, "flac_path": str(flac)}, mean_volume_db=db))
+            out.append({**row, "num_audio_segments": len(children)})
+            out += children
         return out
+
+
+def segment_transcript(transcript: dict | None, start_s: float, end_s: float) -> dict | None:
+    """The part of a clip's transcript inside [start_s, end_s), times shifted to the segment; None if no words.
+
+    A word belongs to the segment whose span holds its midpoint; a transcript segment keeps the
+    words of it that do (its text rebuilt from them), so no word is quoted in two audio segments.
+    Without word times, transcript segments lying wholly inside are kept as they are.
+    """
+    if not transcript:
+        return None
+    length = round(end_s - start_s, 3)
+
+    def shift(item: dict) -> dict:
+        a = min(max(0.0, float(item["start_s"]) - start_s), length)
+        b = min(max(a, float(item["end_s"]) - start_s), length)
+        return {**item, "start_s": round(a, 3), "end_s": round(b, 3)}
+
+    def inside(item: dict) -> bool:
+        return start_s <= (float(item["start_s"]) + float(item["end_s"])) / 2 < end_s
+
+    all_words = transcript.get("words") or []
+    words = [shift(w) for w in all_words if inside(w)]
+    segments: list[dict] = []
+    for s in transcript.get("segments") or []:
+        if all_words:
+            mine = [w for w in all_words if inside(w) and float(s["start_s"]) <= (float(w["start_s"]) + float(
+                w["end_s"])) / 2 <= float(s["end_s"])]
+            if mine:
+                segments.append(shift({**s, "text": " ".join(str(w["word"]).strip() for w in mine),
+                                       "start_s": max(float(s["start_s"]), float(mine[0]["start_s"])),
+                                       "end_s": min(float(s["end_s"]), float(mine[-1]["end_s"]))}))
+        elif float(s["start_s"]) >= start_s - 0.05 and float(s["end_s"]) <= end_s + 0.05 and str(s["text"]).strip():
+            segments.append(shift(s))
+    if not words and not segments:
+        return None
+    return validated({"language": transcript["language"], "words": words, "segments": segments})
+
+
+def segment_caption(clip_caption: str | None, transcript: dict | None) -> str:
+    """An audio_only caption: the segment's spoken words in <S>..<E>, then the clip's audio description
+    in the clip caption's own style (`<AUDCAP>..<ENDAUDCAP>` or `Audio: ..`). "" when the clip caption
+    has no audio description (the package stage then rejects the segment as uncaptioned)."""
+    import re
+
+    from data_specs.captions import _SPEECH_SPAN_RE, caption_style
+
+    caption = clip_caption or ""
+    style = caption_style(caption)
+    if style == "audcap":
+        match = re.search(r"<AUDCAP>(.*?)<ENDAUDCAP>", caption, re.DOTALL)
+        description = match.group(1).strip() if match else ""
+    elif style == "audio_prefix":
+        outside = _SPEECH_SPAN_RE.sub(lambda m: " " * len(m.group()), caption)
+        description = caption[outside.rindex("Audio:") + len("Audio:"):].strip()
+    else:
+        return ""
+    if not description:
+        return ""
+    words = [str(w["word"]).strip() for w in (transcript or {}).get("words", []) if str(w["word"]).strip()]
+    if not words:
+        words = [str(s["text"]).strip() for s in (transcript or {}).get("segments", []) if str(s["text"]).strip()]
+    spoken = " ".join(words).replace("<", "").replace(">", "").strip()
+    speech = f"<S>{spoken}<E> " if spoken else ""
+    audio = f"<AUDCAP>{description}<ENDAUDCAP>" if style == "audcap" else f"Audio: {description}"
+    return speech + audio
 
 
 def audio_only_sample_json(row: Row, caption: str, transcript: dict | None = None) -> dict:
@@ -237,4 +322,4 @@ def audio_only_sample_json(row: Row, caption: str, transcript: dict | None = Non
 
 
 __all__ = ["AsrConfig", "AudioSegmentsConfig", "AudioSegmentsStage", "SpeechConfig", "TranscribeStage", "VadConfig",
-           "VoiceActivityStage", "audio_only_sample_json", "validated"]
+           "VoiceActivityStage", "audio_only_sample_json", "segment_caption", "segment_transcript", "validated"]
