@@ -67,6 +67,17 @@ def run_ovi_pl(workdir: Path, *args: str, timeout: float = 600) -> subprocess.Co
                           text=True, timeout=timeout)
 
 
+def models_python() -> Path | None:
+    """The second environment's interpreter (README "Environments"), found as the project finds it
+    ($OVI_PL_MODELS_PYTHON, else .venv-models), or None where it is not installed."""
+    from ovi_pl.evaluation.clip_score import find_models_python
+
+    try:
+        return find_models_python()
+    except FileNotFoundError:
+        return None
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> tuple[Path, str]:
     """`python -m ovi_pl demo` once per session in a fresh directory: (that directory, its stdout)."""

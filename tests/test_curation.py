@@ -31,6 +31,7 @@ from data_specs import validate_shards
 
 sys.path.insert(0, str(Path(__file__).parent))
 from curation_media import EXPECTED, make_synthetic_media  # noqa: E402
+from conftest import models_python  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = REPO.parent / "shared" / "media"
@@ -178,11 +179,11 @@ print("aesthetic", out[0]["scores"]["aesthetic"])
 
 def test_aesthetic_stage_scores_with_open_clip(tmp_path: Path) -> None:
     # open-clip imports only in the second environment (README "Environments"), so the stage runs there.
-    models_python = REPO / ".venv-models" / "bin" / "python"
-    if not models_python.exists():
+    python = models_python()
+    if python is None:
         pytest.skip("the aesthetic stage needs .venv-models (make models-env), which is not installed")
     media = make_synthetic_media(tmp_path / "media")
-    result = subprocess.run([str(models_python), "-c", AESTHETIC_CHECK, str(tmp_path), str(media["moving"])],
+    result = subprocess.run([str(python), "-c", AESTHETIC_CHECK, str(tmp_path), str(media["moving"])],
                             capture_output=True, text=True, timeout=600, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-4000:]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import SHARED_MEDIA
+from conftest import SHARED_MEDIA, models_python
 from ovi_pl.encoders import read_av_clip
 from ovi_pl.evaluation import SyncScore, audio_text, evaluate_clips, read_clip_folder, visual_text
 
@@ -114,16 +114,6 @@ def test_syncnet_scorer_scores_face_tracks_and_marks_faceless_clips(tmp_path):
 # ---------------------------------------------------------------------------- CLIP
 
 
-def models_python() -> Path | None:
-    """The models environment (README "Environments") or the identical copy at /tmp/vmodels,
-    if its open_clip imports (the environment may be mid-install)."""
-    for candidate in (ROOT / ".venv-models/bin/python", Path("/tmp/vmodels/bin/python")):
-        if candidate.is_file() and subprocess.run([str(candidate), "-I", "-c", "import open_clip"],
-                                                  capture_output=True, timeout=300).returncode == 0:
-            return candidate
-    return None
-
-
 TINY_CLIP = {"embed_dim": 16,
              "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
@@ -133,8 +123,7 @@ TINY_CLIP = {"embed_dim": 16,
 def tiny_clip(tmp_path_factory) -> dict:
     python = models_python()
     if python is None:
-        pytest.skip("no models-environment python with open_clip (.venv-models or /tmp/vmodels); "
-                    "run `make models-env`")
+        pytest.skip("no models-environment python with open_clip (.venv-models); run `make models-env`")
     root = tmp_path_factory.mktemp("clip")
     (root / "tiny-clip.json").write_text(json.dumps(TINY_CLIP))
     script = ("import open_clip, torch, sys; open_clip.add_model_config(sys.argv[1]); torch.manual_seed(0); "

@@ -15,7 +15,7 @@ from torch import nn
 
 from ovi_pl.encoders import LogMelSpectrogram, MelConfig
 from ovi_pl.encoders.tiny import (
-    TINY_AUDIO,
+    TINY_AUDIO_YAML,
     write_tiny_audio_checkpoints,
     write_tiny_text_encoder,
     write_tiny_video_vae,
@@ -179,10 +179,7 @@ def tiny_assets(tmp_path_factory) -> dict[str, Path]:
 
 
 def generate_config(assets: dict[str, Path], prompts: Path, out: Path, **extra) -> dict:
-    audio_cfg = {"vae": {"hidden_dim": TINY_AUDIO.vae.hidden_dim},
-                 "vocoder": {"upsample_initial_channel": TINY_AUDIO.vocoder.upsample_initial_channel,
-                             "resblock_kernel_sizes": list(TINY_AUDIO.vocoder.resblock_kernel_sizes),
-                             "resblock_dilation_sizes": [list(d) for d in TINY_AUDIO.vocoder.resblock_dilation_sizes]}}
+    audio_cfg = yaml.safe_load(TINY_AUDIO_YAML)
     return {
         "checkpoint": str(assets["checkpoint"]), "model_config": "ovi-tiny", "prompts": str(prompts),
         "output_dir": str(out),

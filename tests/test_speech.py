@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_MEDIA
+from conftest import SHARED_MEDIA, models_python
 
 from curation.speech.audio import load_audio
 from curation.speech.segments import plan_segments
@@ -26,15 +26,6 @@ from speech_media import silent_clip, speech_with_silence  # noqa: E402
 
 MEDIA = SHARED_MEDIA
 CLIPS = ["kitchen_two_women", "stage_three_men", "two_men_closeup"]
-
-
-def models_python() -> Path | None:
-    """The second environment's interpreter: the repo's .venv-models once `make models-env` finished,
-    else OVI_PL_MODELS_PYTHON, else the copy this machine keeps at /tmp/vmodels."""
-    candidates = [REPO / ".venv-models/bin/python" if (REPO / ".venv-models/.installed").exists() else None,
-                  Path(os.environ["OVI_PL_MODELS_PYTHON"]) if os.environ.get("OVI_PL_MODELS_PYTHON") else None,
-                  Path("/tmp/vmodels/bin/python")]
-    return next((p for p in candidates if p is not None and p.exists()), None)
 
 
 MODELS_PYTHON = models_python()

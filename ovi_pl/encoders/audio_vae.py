@@ -36,15 +36,20 @@ class AudioVAEConfig:
             raise ValueError("mel bins must agree between front end, VAE and vocoder")
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str]) -> AudioVAEConfig:
-        """Fields that differ from the released 16 kHz model, e.g. `vae: {hidden_dim: 8}`; unknown keys fail."""
-        import yaml
+    def from_mapping(cls, values: dict) -> AudioVAEConfig:
+        """Fields that differ from the released 16 kHz model, e.g. `{"vae": {"hidden_dim": 8}}`; unknown keys fail."""
         from jsonargparse import ArgumentParser
 
         parser = ArgumentParser(exit_on_error=False)
         parser.add_argument("--audio_vae_config", type=cls)
-        values = yaml.safe_load(open(path)) or {}
         return parser.instantiate(parser.parse_object({"audio_vae_config": values})).audio_vae_config
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> AudioVAEConfig:
+        """`from_mapping` of a yaml file."""
+        import yaml
+
+        return cls.from_mapping(yaml.safe_load(open(path)) or {})
 
     @property
     def samples_per_latent(self) -> int:

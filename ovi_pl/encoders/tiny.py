@@ -14,20 +14,22 @@ import string
 from pathlib import Path
 
 import torch
+import yaml
 
 from ovi_pl.data.encoding import EncoderPaths
 from ovi_pl.encoders.audio_vae import AudioVAEConfig
-from ovi_pl.encoders.bigvgan import BigVGANConfig, BigVGANVocoder
-from ovi_pl.encoders.mmaudio_vae import MMAudioVAE, MMAudioVAEConfig
+from ovi_pl.encoders.bigvgan import BigVGANVocoder
+from ovi_pl.encoders.mmaudio_vae import MMAudioVAE
 from ovi_pl.encoders.video_vae import WAN22_VAE_ARCH
 
-# The vocoder keeps the real upsampling (hop 256), so audio durations are the real ones.
-TINY_AUDIO = AudioVAEConfig(
-    vae=MMAudioVAEConfig(hidden_dim=8),
-    vocoder=BigVGANConfig(
-        upsample_initial_channel=64, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3, 5), (1, 3, 5))
-    ),
-)
+
+# The tiny audio widths, in the yaml that `AudioVAEConfig.from_yaml` and the configs'
+# `audio_vae_config` take. The vocoder keeps the real upsampling (hop 256), so audio durations
+# are the real ones.
+TINY_AUDIO_YAML = """vae: {hidden_dim: 8}
+vocoder: {upsample_initial_channel: 64, resblock_kernel_sizes: [3, 7], resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5]]}
+"""
+TINY_AUDIO = AudioVAEConfig.from_mapping(yaml.safe_load(TINY_AUDIO_YAML))
 
 # Whole words get one token each; anything else falls back to characters.
 _WORDS = ("a the man woman women two says speaks hello kitchen stage lights crowd singer voice male female "
@@ -69,10 +71,6 @@ def random_tiny_audio_modules(seed: int = 0) -> tuple[MMAudioVAE, BigVGANVocoder
     return vae, vocoder
 
 
-# TINY_AUDIO as the yaml that `AudioVAEConfig.from_yaml` and the configs' `audio_vae_config` take.
-TINY_AUDIO_YAML = """vae: {hidden_dim: 8}
-vocoder: {upsample_initial_channel: 64, resblock_kernel_sizes: [3, 7], resblock_dilation_sizes: [[1, 3, 5], [1, 3, 5]]}
-"""
 
 
 def write_tiny_audio_checkpoints(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
