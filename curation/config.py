@@ -213,16 +213,41 @@ def _format(error: dict) -> str:
 
 def _environment_problems(config: CurationConfig) -> list[str]:
     """Checks that need the file system: cheap, and failing them later would waste the run so far."""
+    from .speech.asr import local_model_problems
+
     problems = []
+    models_env_missing = not config.models_python().exists()
+
+    def needs_models_env(key: str) -> None:
+        if models_env_missing:
+            problems.append(f"{key} runs in .venv-models but {config.models_python()} does not exist; "
+                            "run `make models-env` or set ray.models_python")
+
+    def needs_files(key: str, paths: dict[str, Path | str | None]) -> None:
+        for name, path in paths.items():
+            if path is not None and not Path(path).exists():
+                problems.append(f"{key}.{name}: {path} does not exist")
+
     aesthetic = config.filters.aesthetic
     if aesthetic.enabled:
-        for name in ("clip_weights", "head_weights"):
-            weights = getattr(aesthetic, name)
-            if not Path(weights).is_file():
-                problems.append(f"filters.aesthetic.{name}: {weights} does not exist")
-        if aesthetic.environment == "models" and not config.models_python().exists():
-            problems.append(f"filters.aesthetic.environment is 'models' but {config.models_python()} does not exist; "
-                            "run `make models-env` or set ray.models_python")
+        needs_files("filters.aesthetic", {"clip_weights": aesthetic.clip_weights,
+                                          "head_weights": aesthetic.head_weights})
+        if aesthetic.environment == "models":
+            needs_models_env("filters.aesthetic (environment: models)")
+    syncnet = config.filters.syncnet
+    if syncnet.enabled:
+        needs_files("filters.syncnet", {"weights": syncnet.weights, "detector_weights": syncnet.detector_weights})
+    asr = config.speech.asr
+    if asr.enabled:
+        problems += local_model_problems(asr.settings())
+        if asr.backend == "whisperx":
+            needs_models_env("speech.asr (backend: whisperx)")
+    captions = config.captions
+    if captions.enabled and captions.backend == "local":
+        model_dir = Path(captions.local.model_dir or "")
+        if not (model_dir / "config.json").is_file():
+            problems.append(f"captions.local.model_dir: {model_dir} has no config.json; give a directory saved "
+                            "with save_pretrained (model and tokenizer)")
     if config.inputs.manifest is not None and not config.inputs.manifest.is_file():
         problems.append(f"inputs.manifest: {config.inputs.manifest} does not exist")
     return problems

@@ -202,3 +202,53 @@ def build_tiny_wav2vec2(out_dir: Path) -> Path:
     torch.manual_seed(0)
     Wav2Vec2ForCTC(config).eval().save_pretrained(str(out_dir))
     return out_dir
+
+
+def build_tiny_diarization_pipeline(out_dir: Path) -> Path:
+    """A pyannote speaker-diarization pipeline directory in the layout of speaker-diarization-community-1
+    (config.yaml naming `$model/segmentation`, `$model/embedding`, `$model/plda`), built offline.
+
+    Segmentation is the real PyanNet model whisperx ships for its VAD (3 speakers, 5 s windows), so
+    speech turns are where the speech is; the WeSpeaker ResNet34 embedding has random weights and the
+    PLDA is an identity-like transform, so speaker labels are consistent but not meaningful.
+    """
+    import shutil
+
+    import lightning
+    import torch
+    import whisperx
+    import yaml
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.embedding import WeSpeakerResNet34
+
+    out_dir = Path(out_dir)
+    for sub in ("segmentation", "embedding", "plda"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin",
+                out_dir / "segmentation" / "pytorch_model.bin")
+
+    torch.manual_seed(0)
+    embedding = WeSpeakerResNet34().eval()
+    # pyannote's own WeSpeaker conversion gives embedding checkpoints these specifications.
+    embedding.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK,
+                                              duration=5.0)
+    checkpoint = {"state_dict": embedding.state_dict(), "pytorch-lightning_version": lightning.__version__}
+    embedding.on_save_checkpoint(checkpoint)  # adds pyannote.audio's versions/architecture/specifications
+    torch.save(checkpoint, out_dir / "embedding" / "pytorch_model.bin")
+
+    dim, lda_dim = 256, 128  # WeSpeaker ResNet34 embeddings; community-1's PLDA space
+    rng = np.random.default_rng(0)
+    lda = np.linalg.qr(rng.standard_normal((dim, dim)))[0][:, :lda_dim]
+    np.savez(out_dir / "plda" / "xvec_transform.npz", mean1=np.zeros(dim), mean2=np.zeros(lda_dim), lda=lda)
+    np.savez(out_dir / "plda" / "plda.npz", mu=np.zeros(lda_dim), tr=np.eye(lda_dim),
+             psi=np.linspace(5.0, 0.5, lda_dim))
+
+    config = {"pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization",
+                           "params": {"segmentation": "$model/segmentation", "embedding": "$model/embedding",
+                                      "plda": "$model/plda", "clustering": "VBxClustering",
+                                      "segmentation_step": 0.1, "embedding_exclude_overlap": True,
+                                      "segmentation_batch_size": 32, "embedding_batch_size": 32}},
+              "params": {"segmentation": {"threshold": 0.5, "min_duration_off": 0.0},
+                         "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8}}}
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    return out_dir

@@ -82,6 +82,31 @@ def test_config_errors_name_the_key(tmp_path: Path, patch: dict, expected: str) 
     assert expected in str(err.value)
 
 
+def test_config_checks_local_model_files_before_any_work(tmp_path: Path) -> None:
+    """Every model path a stage would load is checked when the config loads, all problems at once."""
+    (tmp_path / "whisper").mkdir()
+    (tmp_path / "diarization").mkdir()  # a directory without its config.yaml
+    data = {"inputs": {"paths": [str(tmp_path)]},
+            "filters": {"syncnet": {"enabled": True, "weights": str(tmp_path / "syncnet_v2.model")}},
+            "speech": {"asr": {"enabled": True, "backend": "whisperx", "model_dir": str(tmp_path / "whisper"),
+                               "align_model_dir": str(tmp_path / "wav2vec2"),
+                               "diarize_model": str(tmp_path / "diarization")}},
+            "captions": {"enabled": True, "backend": "local", "local": {"model_dir": str(tmp_path / "whisper")}},
+            "ray": {"models_python": str(tmp_path / "no-env" / "python")}}
+    with pytest.raises(ConfigError) as err:
+        load_config(_write_yaml(tmp_path / "bad.yaml", data))
+    message = str(err.value)
+    for expected in ("filters.syncnet.weights: ", "speech.asr.align_model_dir: ", "wav2vec2 does not exist",
+                     "speech.asr.diarize_model: ", "has no config.yaml", "speaker-diarization-community-1",
+                     "speech.asr (backend: whisperx) runs in .venv-models", "captions.local.model_dir: "):
+        assert expected in message, (expected, message)
+    assert "speech.asr.model_dir" not in message, "the Whisper directory exists"
+    (tmp_path / "diarization" / "config.yaml").write_text("pipeline: {}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(_write_yaml(tmp_path / "bad.yaml", data))
+    assert "has no config.yaml" not in str(err.value)
+
+
 def test_cli_rejects_bad_config_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "out"
     cfg = _write_yaml(tmp_path / "bad.yaml", {"inputs": {"paths": [str(tmp_path)]}, "output": {"dir": str(out)},

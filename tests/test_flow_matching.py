@@ -76,7 +76,9 @@ def test_text_dropout_zeroes_whole_prompts_at_the_given_rate():
 
 
 def test_step_generators_repeat_for_the_same_step_and_differ_otherwise():
-    draw = lambda *key: torch.rand(3, generator=step_generator(*key))
+    def draw(*key: int) -> torch.Tensor:
+        return torch.rand(3, generator=step_generator(*key))
+
     assert torch.equal(draw(0, 5, 1), draw(0, 5, 1))
     assert not torch.equal(draw(0, 5, 1), draw(0, 6, 1))
     assert not torch.equal(draw(0, 5, 1), draw(0, 5, 0))

@@ -113,18 +113,19 @@ def test_asr_config_is_strict() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny random Whisper (ctranslate2 dir) and wav2vec2 CTC dir, built in .venv-models, whose
-    transformers/ctranslate2 pair is the one whisperx is tested with."""
+    """Tiny random Whisper (ctranslate2 dir), wav2vec2 CTC dir and pyannote diarization pipeline dir,
+    built in .venv-models, whose transformers/ctranslate2/pyannote are the ones whisperx is tested with."""
     if MODELS_PYTHON is None:
         pytest.skip("no .venv-models interpreter to build the tiny Whisper with: run `make models-env`")
     root = tmp_path_factory.mktemp("speech_models")
     _in_models_env(f"""
 from pathlib import Path
-from speech_media import build_tiny_whisper, build_tiny_wav2vec2
+from speech_media import build_tiny_diarization_pipeline, build_tiny_whisper, build_tiny_wav2vec2
 build_tiny_whisper(Path({str(root / 'whisper_hf')!r}), Path({str(root / 'whisper_ct2')!r}))
 build_tiny_wav2vec2(Path({str(root / 'wav2vec2')!r}))
+build_tiny_diarization_pipeline(Path({str(root / 'diarization')!r}))
 """)
-    return {"whisper": root / "whisper_ct2", "wav2vec2": root / "wav2vec2"}
+    return {"whisper": root / "whisper_ct2", "wav2vec2": root / "wav2vec2", "diarization": root / "diarization"}
 
 
 @needs_models_env
@@ -142,6 +143,72 @@ print("RESULT" + json.dumps(asr.transcribe(load_audio({str(MEDIA / 'two_men_clos
     assert transcript.language == "en" and transcript.segments  # random weights: text is noise, structure is not
     assert all(0 <= s.start_s <= s.end_s <= 5.1 for s in transcript.segments)
     assert all(w.start_s <= w.end_s for w in transcript.words)
+
+
+DIARIZE = """
+import json, sys, sysconfig
+import soundfile
+from pathlib import Path
+from curation.stages.speech import AsrConfig, TranscribeStage
+from curation.speech.audio import load_audio
+models, out = json.loads(sys.argv[1]), Path(sys.argv[2])
+# found on disk, not imported: importing pyannote.audio first would switch its telemetry on, and the
+# test checks that the ASR worker, which imports it first in a real run, leaves it off
+sample = Path(sysconfig.get_paths()["purelib"]) / "pyannote" / "audio" / "sample"
+audio = load_audio(sample / "sample.wav")[5 * 16000:15 * 16000]  # 10 s: silence, then two speakers taking turns
+soundfile.write(out / "excerpt.wav", audio, 16000)
+stage = TranscribeStage(AsrConfig(enabled=True, backend="whisperx", model_dir=models["whisper"],
+                                  align_model_dir=models["wav2vec2"], diarize_model=models["diarization"],
+                                  min_speakers=2, max_speakers=2, beam_size=1, batch_size=4))
+[row] = stage.process_batch([{"key": "excerpt", "audio_path": str(out / "excerpt.wav")}])
+turns = stage._asr.diarizer(audio, min_speakers=2, max_speakers=2)
+from pyannote.audio.telemetry.metrics import is_metrics_enabled
+print("RESULT" + json.dumps({"transcript": row["transcript"], "telemetry": is_metrics_enabled(),
+                             "turns": turns[["start", "end", "speaker"]].values.tolist(),
+                             "reference": (sample / "sample.rttm").read_text()}))
+"""
+
+
+def _covered(spans: list[tuple[float, float]], by: list[tuple[float, float]], step: float = 0.01) -> float:
+    """Seconds of `spans` that also lie in `by`, on a 10 ms grid."""
+    import numpy as np
+
+    grid = np.arange(0, 60, step)
+    inside = lambda ss: np.any([(grid >= a) & (grid < b) for a, b in ss], axis=0) if ss else grid < 0  # noqa: E731
+    return float((inside(spans) & inside(by)).sum() * step)
+
+
+@needs_models_env
+def test_whisperx_diarizes_from_a_local_pyannote_pipeline(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """The speakers in the transcript come from a pyannote pipeline directory (community-1 layout) loaded
+    offline. Its segmentation is the real model whisperx ships, so speech turns are checked against
+    pyannote's reference annotation of its sample; the embedding is random, so speaker identity is not."""
+    models = {k: str(v) for k, v in tiny_models.items()}
+    out = _in_models_env(f"import sys; sys.argv = ['x', {json.dumps(models)!r}, {str(tmp_path)!r}]\n" + DIARIZE,
+                         timeout=600)
+    result = json.loads(out.split("RESULT", 1)[1])
+    assert result["telemetry"] is False, "pyannote's usage traces must stay off unless the user opts in"
+
+    turns = [(a, b, speaker) for a, b, speaker in result["turns"]]
+    labels = {speaker for _, _, speaker in turns}
+    assert len(labels) == 2, f"min_speakers = max_speakers = 2 reached the pipeline: {labels}"
+    reference = []  # RTTM: SPEAKER <file> <channel> <onset> <duration> ...; shifted into the excerpt
+    for line in result["reference"].splitlines():
+        onset, duration = (float(x) for x in line.split()[3:5])
+        a, b = max(onset, 5.0) - 5.0, min(onset + duration, 15.0) - 5.0
+        if b > a:
+            reference.append((a, b))
+    detected = [(a, b) for a, b, _ in turns]
+    speech = _covered(reference, reference)
+    assert _covered(reference, detected) > 0.9 * speech, (detected, reference)
+    assert _covered(detected, detected) - _covered(detected, reference) < 0.1 * speech, "turns where nobody speaks"
+    assert min(a for a, _ in detected) > 1.4, "the excerpt's first 1.69 s are silent"
+
+    transcript = Transcript.model_validate(result["transcript"])
+    assert transcript.segments and transcript.words
+    assert all(s.speaker in labels for s in transcript.segments), transcript.segments
+    assert {w.speaker for w in transcript.words} <= labels | {None}
+    assert any(w.speaker for w in transcript.words), "words inside turns carry their speaker"
 
 
 def test_faster_whisper_transcribes_in_the_main_env(tiny_models: dict[str, Path], tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ score}]), because this module must import in `.venv-models`, which has no pydant
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -29,19 +30,32 @@ class AsrSettings:
     threads: int = 1
     max_new_tokens: int | None = None      # cap per 30 s window; None: Whisper's own limit
     align_model_dir: str | None = None     # Wav2Vec2ForCTC + processor directory; None: no word alignment
-    diarize_model: str | None = None       # pyannote pipeline directory or config.yaml; None: no diarization
+    diarize_model: str | None = None       # pyannote pipeline dir (config.yaml + its models); None: no diarization
     min_speakers: int | None = None
     max_speakers: int | None = None
     vad_onset: float = 0.5                 # whisperx's pyannote VAD (the segmentation model whisperx ships)
     vad_offset: float = 0.363
 
 
-def _check_dir(path: str | None, what: str, key: str) -> str:
-    if not path:
-        raise ValueError(f"{key} is not set: give a local {what} directory (nothing is downloaded)")
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{key}: {path} does not exist; give a local {what} directory")
-    return str(path)
+def local_model_problems(settings: AsrSettings) -> list[str]:
+    """What is wrong with the local model paths the settings name (empty: all there). Checked when the
+    config loads, before any work, and again by the workers that load the models."""
+    problems = []
+    required = [("model_dir", settings.model_dir, "a ctranslate2 Whisper directory (model.bin, config.json, "
+                 "tokenizer.json), e.g. faster-whisper-large-v3")]
+    optional = [("align_model_dir", settings.align_model_dir, "a Wav2Vec2ForCTC directory with its processor"),
+                ("diarize_model", settings.diarize_model, "a pyannote pipeline directory")]
+    for name, path, what in required + [o for o in optional if o[1]]:
+        if not path:
+            problems.append(f"speech.asr.{name} is not set: give {what} (nothing is downloaded)")
+        elif not Path(path).exists():
+            problems.append(f"speech.asr.{name}: {path} does not exist; give {what}")
+    pipeline = Path(settings.diarize_model or "")
+    if settings.diarize_model and pipeline.is_dir() and not (pipeline / "config.yaml").is_file():
+        problems.append(f"speech.asr.diarize_model: {pipeline} has no config.yaml; give a local copy of a pyannote "
+                        "pipeline, e.g. `hf download pyannote/speaker-diarization-community-1 --local-dir <dir>` "
+                        "(config.yaml with its segmentation/, embedding/ and plda/ folders)")
+    return problems
 
 
 def _empty(language: str | None) -> dict[str, Any]:
@@ -55,8 +69,7 @@ class FasterWhisperAsr:
         from faster_whisper import WhisperModel
 
         self.settings = settings
-        model_dir = _check_dir(settings.model_dir, "ctranslate2 Whisper", "speech.asr.model_dir")
-        self.model = WhisperModel(model_dir, device=settings.device, compute_type=settings.compute_type,
+        self.model = WhisperModel(settings.model_dir, device=settings.device, compute_type=settings.compute_type,
                                   cpu_threads=settings.threads, local_files_only=True)
 
     def transcribe(self, audio: np.ndarray) -> dict[str, Any]:
@@ -80,31 +93,31 @@ class WhisperXAsr:
     """whisperx: batched transcription, then optional wav2vec2 alignment and pyannote diarization."""
 
     def __init__(self, settings: AsrSettings):
+        # pyannote.audio 4 sends usage traces (file durations, speaker counts) to pyannote.ai unless
+        # told not to; curated footage stays private unless the user sets PYANNOTE_METRICS_ENABLED=1.
+        os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
         import whisperx
 
         self.settings = settings
         s = settings
-        model_dir = _check_dir(s.model_dir, "ctranslate2 Whisper", "speech.asr.model_dir")
         # English-only checkpoints cannot detect a language (ctranslate2 raises); they speak English.
         import ctranslate2
 
-        language = s.language or (None if ctranslate2.models.Whisper(model_dir, device="cpu").is_multilingual
+        language = s.language or (None if ctranslate2.models.Whisper(s.model_dir, device="cpu").is_multilingual
                                   else "en")
         self.language = language
-        self.model = whisperx.load_model(model_dir, s.device, compute_type=s.compute_type, language=language,
+        self.model = whisperx.load_model(s.model_dir, s.device, compute_type=s.compute_type, language=language,
                                          vad_method="pyannote", threads=s.threads, local_files_only=True,
                                          vad_options={"vad_onset": s.vad_onset, "vad_offset": s.vad_offset},
                                          asr_options={"beam_size": s.beam_size, "best_of": 1, "temperatures": [0.0],
                                                       "max_new_tokens": s.max_new_tokens})
-        self.align_dir = _check_dir(s.align_model_dir, "wav2vec2 CTC", "speech.asr.align_model_dir") \
-            if s.align_model_dir else None
+        self.align_dir = s.align_model_dir
         self._aligners: dict[str, tuple[Any, dict]] = {}
         self.diarizer = None
         if s.diarize_model:
             from whisperx.diarize import DiarizationPipeline
 
-            self.diarizer = DiarizationPipeline(_check_dir(s.diarize_model, "pyannote pipeline",
-                                                           "speech.asr.diarize_model"), device=s.device)
+            self.diarizer = DiarizationPipeline(s.diarize_model, device=s.device)
 
     def _aligner(self, language: str) -> tuple[Any, dict]:
         import whisperx
@@ -185,9 +198,10 @@ def normalise(transcript: dict[str, Any], duration_s: float | None = None) -> di
 
 def load_asr(settings: AsrSettings) -> FasterWhisperAsr | WhisperXAsr:
     """The backend the settings name; whisperx needs `.venv-models`."""
-    if settings.backend == "whisperx":
-        return WhisperXAsr(settings)
-    if settings.align_model_dir or settings.diarize_model:
+    if settings.backend != "whisperx" and (settings.align_model_dir or settings.diarize_model):
         raise ValueError("word alignment and diarization need speech.asr.backend: whisperx (in .venv-models); "
                          "faster_whisper gives Whisper's own word times without speakers")
-    return FasterWhisperAsr(settings)
+    problems = local_model_problems(settings)
+    if problems:
+        raise FileNotFoundError("; ".join(problems))
+    return WhisperXAsr(settings) if settings.backend == "whisperx" else FasterWhisperAsr(settings)
