@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import REPO_ROOT, CurationConfig
-from .report import make_record, write_manifest, write_report
+from .report import RunAccounting, make_record, write_manifest, write_report
 from .runner import add_stage, decode_rows
 from .stage import KEPT, Row, Stage
 from .stages.aesthetic import AestheticFilterStage
@@ -253,9 +253,13 @@ def run(config: CurationConfig, log: Any = print) -> dict[str, Any]:
     collector.total = len(todo)
     if todo:
         _execute(config, paths, todo, collector, log)
-    records = collector.markers.all_records()
-    write_manifest(records, paths.manifest)
-    summary = write_report(records, paths.report, _thresholds(config))
+    # Two passes over the markers (counts and column types, then the parquet), so the driver's
+    # memory does not grow with the number of clips.
+    accounting = RunAccounting()
+    for record in collector.markers.records():
+        accounting.add(record)
+    write_manifest(collector.markers.records(), accounting.manifest_schema(), paths.manifest)
+    summary = write_report(accounting, paths.report, _thresholds(config))
     summary["seconds"] = round(time.time() - t0, 1)
     summary["shards"] = len(list(paths.shards.glob("shard-*.tar")))
     _print_counts(summary, paths, log)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import html
 import json
 import math
+from array import array
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,49 +33,105 @@ def make_record(row: Row) -> dict[str, Any]:
     return record
 
 
-def write_manifest(records: list[dict[str, Any]], path: Path) -> None:
-    """Records as a parquet table; scores become `score_<name>` columns (null where a stage did not run)."""
+class RunAccounting:
+    """One pass over the run's records, streamed from the completion markers: counts, score values for
+    the histograms and each manifest column's value types. Records are not kept, so a million-clip
+    run costs a few bytes per record here, not the records themselves."""
+
+    def __init__(self) -> None:
+        self.inputs: set[str] = set()
+        self.counts: Counter[str] = Counter()
+        self.by_reason: Counter[str] = Counter()
+        self.quarantine: list[dict[str, Any]] = []
+        self.scores: dict[str, tuple[array, array]] = {}          # name -> (kept values, other values)
+        self.column_types: dict[str, set[str]] = {}               # manifest column -> python type names
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.inputs.add(record["input_id"])
+        kind = "audio" if record.get("record_type") == "audio_clip" else "main"
+        status = record["status"]
+        self.counts[f"{kind}_{status}"] += 1
+        self.counts["clips"] += record.get("record_type") == "clip"
+        self.counts["rejected_inputs"] += status != "kept" and record.get("record_type") == "input"
+        if status != "kept":
+            self.by_reason[f"{record['stage']}: {record['reason']}"] += 1
+        if status == "quarantined":
+            self.quarantine.append({"uri": record["uri"], "key": record.get("key"), "stage": record["stage"],
+                                    "error_type": record.get("error_type"), "error": record.get("error")})
+        for name, value in record.get("scores", {}).items():
+            self.scores.setdefault(name, (array("d"), array("d")))[status != "kept"].append(float(value))
+        for key, value in record.items():
+            if key != "scores":
+                self.column_types.setdefault(key, set()).add(type(value).__name__)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts. `clips`, `kept`, `rejected` and `quarantined` count clip and input records, as they did
+        before audio segments existed; audio-only segments are counted apart (`audio_segments` kept,
+        `audio_segments_not_kept` rejected or quarantined). `by_reason` and `quarantine` list every record."""
+        c = self.counts
+        return {
+            "inputs": len(self.inputs),
+            "clips": c["clips"],
+            "kept": c["main_kept"],
+            "rejected": c["main_rejected"],
+            "quarantined": c["main_quarantined"],
+            "audio_segments": c["audio_kept"],
+            "audio_segments_not_kept": c["audio_rejected"] + c["audio_quarantined"],
+            "rejected_inputs": c["rejected_inputs"],
+            "by_reason": dict(sorted(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "quarantine": self.quarantine,
+        }
+
+    def manifest_schema(self) -> Any:
+        """Record fields in first-seen order, then one float `score_<name>` column per score."""
+        import pyarrow as pa
+
+        fields = [pa.field(k, _arrow_type(kinds)) for k, kinds in self.column_types.items()]
+        fields += [pa.field(f"score_{n}", pa.float64()) for n in sorted(self.scores)]
+        return pa.schema(fields or [pa.field("status", pa.string())])
+
+
+def _arrow_type(kinds: set[str]) -> Any:
+    """The parquet type of a column from the python types of its values; mixed or nested: JSON text."""
+    import pyarrow as pa
+
+    kinds = kinds - {"NoneType"}
+    if kinds == {"int", "float"}:
+        return pa.float64()
+    simple = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+    return simple[next(iter(kinds))] if len(kinds) == 1 and kinds <= simple.keys() else pa.string()
+
+
+def write_manifest(records: Iterable[dict[str, Any]], schema: Any, path: Path, batch_rows: int = 8192) -> None:
+    """Records as a parquet table, written in batches: scores become `score_<name>` columns (null where
+    a stage did not run). `schema` comes from `RunAccounting.manifest_schema` over the same records."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    score_names = sorted({name for r in records for name in r.get("scores", {})})
-    columns = list(dict.fromkeys(k for r in records for k in r if k != "scores"))  # every record's fields
-    flat = []
-    for r in records:
-        row = {k: r.get(k) for k in columns}
-        row.update({f"score_{n}": r.get("scores", {}).get(n) for n in score_names})
-        flat.append(row)
-    table = pa.Table.from_pylist(flat) if flat else pa.table({"status": pa.array([], pa.string())})
+    def cell(value: Any, type_: Any) -> Any:
+        if value is None or isinstance(value, str) or not pa.types.is_string(type_):
+            return value
+        return json.dumps(value, default=str)
+
+    def flat(record: dict[str, Any]) -> dict[str, Any]:
+        scores = record.get("scores", {})
+        return {f.name: cell(scores.get(f.name.removeprefix("score_")) if f.name.startswith("score_")
+                             else record.get(f.name), f.type) for f in schema}
+
     tmp = path.with_name(f".tmp-{path.name}")
-    pq.write_table(table, tmp)
+    with pq.ParquetWriter(tmp, schema) as writer:
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            batch.append(flat(record))
+            if len(batch) >= batch_rows:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
     tmp.replace(path)
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts. `clips`, `kept`, `rejected` and `quarantined` count clip and input records, as they did
-    before audio segments existed; audio-only segments are counted apart (`audio_segments` kept,
-    `audio_segments_not_kept` rejected or quarantined). `by_reason` and `quarantine` list every record."""
-    audio = [r for r in records if r.get("record_type") == "audio_clip"]
-    main = [r for r in records if r.get("record_type") != "audio_clip"]
-    clips = [r for r in main if r.get("record_type") == "clip"]
-    inputs = {r["input_id"] for r in records}
-    by_reason = Counter(f"{r['stage']}: {r['reason']}" for r in records if r["status"] != "kept")
-    return {
-        "inputs": len(inputs),
-        "clips": len(clips),
-        "kept": sum(r["status"] == "kept" for r in main),
-        "rejected": sum(r["status"] == "rejected" for r in main),
-        "quarantined": sum(r["status"] == "quarantined" for r in main),
-        "audio_segments": sum(r["status"] == "kept" for r in audio),
-        "audio_segments_not_kept": sum(r["status"] != "kept" for r in audio),
-        "rejected_inputs": sum(r["status"] != "kept" and r.get("record_type") == "input" for r in records),
-        "by_reason": dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "quarantine": [{"uri": r["uri"], "key": r.get("key"), "stage": r["stage"], "error_type": r.get("error_type"),
-                        "error": r.get("error")} for r in records if r["status"] == "quarantined"],
-    }
-
-
-def write_report(records: list[dict[str, Any]], report_dir: Path, thresholds: dict[str, float]) -> dict[str, Any]:
+def write_report(accounting: RunAccounting, report_dir: Path, thresholds: dict[str, float]) -> dict[str, Any]:
     """summary.json, one histogram PNG per score (kept vs rejected) and an index.html linking them."""
     import matplotlib
 
@@ -81,13 +139,11 @@ def write_report(records: list[dict[str, Any]], report_dir: Path, thresholds: di
     import matplotlib.pyplot as plt
 
     report_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(records)
+    summary = accounting.summary()
     (report_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     images = []
-    for name in sorted({n for r in records for n in r.get("scores", {})}):
-        kept = [r["scores"][name] for r in records if name in r["scores"] and r["status"] == "kept"]
-        other = [r["scores"][name] for r in records if name in r["scores"] and r["status"] != "kept"]
-        values = [v for v in kept + other if math.isfinite(v)]
+    for name, (kept, other) in sorted(accounting.scores.items()):
+        values = [v for v in (*kept, *other) if math.isfinite(v)]
         if not values:
             continue
         fig, ax = plt.subplots(figsize=(5, 3))

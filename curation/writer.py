@@ -19,7 +19,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
 TMP_PREFIX = ".tmp-"
@@ -128,8 +128,7 @@ class Markers:
         payload = {"input_id": input_id, "uri": uri, "records": records}
         atomic_write_bytes(self.path(input_id), json.dumps(payload, sort_keys=True, default=str).encode())
 
-    def all_records(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every finished input's records, one marker file in memory at a time."""
         for path in sorted(self.dir.glob("*.json")):
-            records += json.loads(path.read_text())["records"]
-        return records
+            yield from json.loads(path.read_text())["records"]

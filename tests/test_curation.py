@@ -144,6 +144,41 @@ def test_failing_row_is_quarantined_and_its_batch_mates_survive() -> None:
     assert by_n[9] == rows[4], "rejected rows pass around the stage untouched"
 
 
+def test_manifest_streams_records_of_varying_shape_from_the_markers(tmp_path: Path) -> None:
+    """The driver reads markers twice (accounting, then parquet in batches) instead of holding all
+    records; columns that differ between records must come out typed as one table."""
+    from curation.report import RunAccounting, write_manifest, write_report
+    from curation.writer import Markers
+
+    markers = Markers(tmp_path / "state")
+    markers.write("in1", "a.mp4", [
+        {"input_id": "in1", "uri": "a.mp4", "record_type": "clip", "key": "a_0", "status": "kept", "stage": None,
+         "reason": None, "start_s": 0, "scores": {"motion": 1.5}},
+        {"input_id": "in1", "uri": "a.mp4", "record_type": "clip", "key": "a_1", "status": "rejected",
+         "stage": "volume", "reason": "low_volume", "start_s": 5.04, "scores": {"motion": 0.2, "mean_volume_db": -70}}])
+    markers.write("in2", "b.mp4", [
+        {"input_id": "in2", "uri": "b.mp4", "record_type": "input", "status": "quarantined", "stage": "probe",
+         "reason": "error", "error_type": "ValueError", "error": "moov atom not found", "detail": {"bytes": 12},
+         "scores": {}},
+        {"input_id": "in2", "uri": "b.mp4", "record_type": "audio_clip", "key": "b_a00", "status": "kept",
+         "stage": None, "reason": None, "parent_key": "b_0", "scores": {}}])
+    accounting = RunAccounting()
+    for record in markers.records():
+        accounting.add(record)
+    write_manifest(markers.records(), accounting.manifest_schema(), tmp_path / "manifest.parquet", batch_rows=1)
+    table = pq.read_table(tmp_path / "manifest.parquet")
+    assert table.num_rows == 4
+    assert str(table.schema.field("start_s").type) == "double", "ints and floats share one column"
+    assert table.column("detail").to_pylist() == [None, None, '{"bytes": 12}', None], "nested values: JSON text"
+    assert table.column("score_mean_volume_db").to_pylist() == [None, -70.0, None, None]
+    assert table.column("parent_key").to_pylist() == [None, None, None, "b_0"]
+    summary = write_report(accounting, tmp_path / "report", {"motion": 0.5})
+    assert (summary["inputs"], summary["clips"], summary["kept"], summary["rejected"], summary["quarantined"],
+            summary["audio_segments"]) == (2, 2, 1, 1, 1, 1)
+    assert summary["by_reason"] == {"probe: error": 1, "volume: low_volume": 1}
+    assert summary["images"] == ["hist_mean_volume_db.png", "hist_motion.png"]
+
+
 def test_clip_windows_stay_inside_scenes() -> None:
     clip = 121 / 24
     windows = clip_windows([(0.0, 6.0), (6.0, 17.0), (17.0, 19.0)], clip, None)

@@ -272,7 +272,7 @@ def test_collector_waits_for_children_that_arrive_before_their_parent(tmp_path: 
     assert collector.markers.done_ids() == set(), "one announced segment has not arrived"
     collector.add(child1)
     assert collector.markers.done_ids() == {"in1"}
-    records = collector.markers.all_records()
+    records = list(collector.markers.records())
     assert sorted((r["record_type"], r["key"], r["status"], bool(r["shard"])) for r in records) == [
         ("audio_clip", "c0_a00", "kept", True), ("audio_clip", "c0_a01", "rejected", False),
         ("clip", "c0", "kept", True)]
