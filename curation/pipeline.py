@@ -60,6 +60,11 @@ def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
     """The stages in order, cheap per-input checks first so expensive work only sees survivors."""
     f = config.filters
     stages: list[Stage] = [ProbeInputs(config.probe, str(paths.work / "downloads"))]
+    # Audio-only segments come from the whole source before it is cut into clips (so they follow its
+    # speech and reach 12 s) and before the video filters, which do not apply to them. Their flacs go
+    # next to the clips so the same cleanup (start of run, shard close) covers them.
+    if config.speech.audio_segments.enabled:
+        stages.append(AudioSegmentsStage(config.speech.audio_segments, config.speech.vad, str(paths.work / "clips")))
     if f.area.enabled:
         stages.append(AreaFilterStage(f.area))
     stages += [CutClips(config.scenes, config.clip), TranscodeClips(config.transcode, config.clip, str(paths.work / "clips"))]
@@ -81,11 +86,6 @@ def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
         stages.append(AVOffsetStage(f.av_offset))
     if config.captions.enabled:
         stages.append(CaptionStage(config.captions))
-    # Audio-only segments after every clip-level stage (they never see segment rows) and after
-    # captions (a segment's caption is derived from its clip's); package builds both kinds of json.
-    # Segment flacs go next to the clips so the same cleanup (start of run, shard close) covers them.
-    if config.speech.audio_segments.enabled:
-        stages.append(AudioSegmentsStage(config.speech.audio_segments, str(paths.work / "clips")))
     stages.append(PackageSamples(config.clip))
     return stages
 
@@ -108,31 +108,30 @@ _SAMPLE_TYPES = ("clip", "audio_clip")
 @dataclass
 class _InputProgress:
     """What of one input has arrived. Rows come back in any order (each travels as its own block):
-    the input is complete when all `num_clips` clip rows (or its one input row) are in and, for
-    every clip that announced `num_audio_segments`, that many segment rows naming it as parent."""
+    the input is complete when all `num_clips` clip rows (or its one input row) are in, and as many
+    audio-only segment rows as the audio_segments stage announced on it (`num_audio_segments`,
+    carried by every clip cut from it)."""
 
     uri: str
     expected: int | None = None      # clip rows (or 1 for an input-level row)
     main_rows: int = 0
-    announced: dict[str, int] = field(default_factory=dict)   # parent clip key -> segment rows announced
-    children: dict[str, int] = field(default_factory=dict)    # parent clip key -> segment rows arrived
+    segments_announced: int = 0
+    segments_arrived: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
     open_keys: set[str] = field(default_factory=set)
 
     def add(self, row: Row) -> None:
         if row.get("record_type") == "audio_clip":
-            parent = str(row.get("parent_key"))
-            self.children[parent] = self.children.get(parent, 0) + 1
+            self.segments_arrived += 1
             return
         self.expected = row.get("num_clips", 1) if row.get("record_type") == "clip" else 1
         self.main_rows += 1
-        if row.get("num_audio_segments"):
-            self.announced[str(row["key"])] = int(row["num_audio_segments"])
+        self.segments_announced = max(self.segments_announced, int(row.get("num_audio_segments") or 0))
 
     def complete(self) -> bool:
         if self.expected is None or self.main_rows < self.expected or self.open_keys:
             return False
-        return all(self.children.get(k, 0) >= n for k, n in self.announced.items())
+        return self.segments_arrived >= self.segments_announced
 
 
 class OutputCollector:

@@ -37,13 +37,16 @@ def quarantine(row: Row, stage: str, exc: BaseException) -> Row:
 
 
 def apply_stage(stage: Stage, rows: list[Row]) -> list[Row]:
-    """Run `stage` on the kept rows of a batch; pass the others around it; never raise for a row.
+    """Run `stage` on the kept rows of a batch it serves; pass the others around it; never raise for a row.
 
     If the batch fails, each kept row is retried alone, so only the row that raises is
     quarantined. Output order: the stage's output rows, then the rows it did not see.
     """
-    kept = [r for r in rows if r.get("status", KEPT) == KEPT]
-    passed = [r for r in rows if r.get("status", KEPT) != KEPT]
+    def serves(row: Row) -> bool:
+        return row.get("status", KEPT) == KEPT and (stage.takes_audio_only or row.get("record_type") != "audio_clip")
+
+    kept = [r for r in rows if serves(r)]
+    passed = [r for r in rows if not serves(r)]
     if not kept:
         return passed
     try:

@@ -50,6 +50,9 @@ class Stage(ABC):
     batch_size: ClassVar[int] = 1
     # True for stages that turn one row into many (cutting): the runner re-blocks their output.
     fans_out: ClassVar[bool] = False
+    # Audio-only segment rows (record_type "audio_clip") pass around stages that work on video;
+    # the stages that also serve them (transcription, captions, packaging) set this.
+    takes_audio_only: ClassVar[bool] = False
 
     def setup(self) -> None:
         """Load models or open resources; runs once per worker before its first batch."""

@@ -14,9 +14,9 @@ from conftest import SHARED_MEDIA, models_python
 from curation.speech.audio import load_audio
 from curation.speech.segments import plan_segments
 from curation.speech.vad import VoiceActivity
+from curation.keys import audio_segment_key
 from curation.stages.speech import (AsrConfig, AudioSegmentsConfig, AudioSegmentsStage, TranscribeStage,
-                                    VadConfig, VoiceActivityStage, audio_only_sample_json, segment_caption,
-                                    segment_transcript)
+                                    VadConfig, VoiceActivityStage, audio_only_sample_json, segment_caption)
 from data_specs import Transcript, parse_sample_meta
 
 TESTS = Path(__file__).parent
@@ -78,26 +78,33 @@ def test_segment_plan_caps_length_and_separates_sound() -> None:
     assert [(s.start_s >= 20.25, s.end_s <= 29.75) for s in sound][:1] == [(True, True)] and len(sound) == 2
 
 
-def test_audio_segments_stage_writes_audio_only_samples(tmp_path: Path) -> None:
-    wav, _, _ = speech_with_silence(tmp_path / "speech.wav", "Hello there. This is a test of the audio tower.",
-                                    lead_s=0.5, tail_s=3.0)
-    [row] = VoiceActivityStage(VadConfig()).process_batch([{"key": "rec", "input_id": "rec", "audio_path": str(wav),
-                                                            "uri": str(wav)}])
-    rows = AudioSegmentsStage(AudioSegmentsConfig(enabled=True, min_sound_s=1.5, min_mean_volume_db=-80), str(tmp_path / "work")
-                              ).process_batch([row])
+LONG_SPEECH = ("Hello there. This is a test of the audio tower. The quick brown fox jumps over the lazy dog. "
+               "She sells sea shells by the sea shore. Peter Piper picked a peck of pickled peppers.")
+
+
+def test_audio_segments_stage_cuts_the_whole_source(tmp_path: Path) -> None:
+    """Segments follow the source's speech, not the 5.04 s clips: longer than a clip, never over 12 s."""
+    wav, start, end = speech_with_silence(tmp_path / "speech.wav", LONG_SPEECH, lead_s=0.5, tail_s=3.0)
+    assert end - start > 12.0, "the speech must outlast one segment"
+    source = {"input_id": "rec", "uri": str(wav), "path": str(wav), "status": "kept", "caption": None}
+    stage = AudioSegmentsStage(AudioSegmentsConfig(enabled=True, min_sound_s=1.5, min_mean_volume_db=-80),
+                               VadConfig(), str(tmp_path / "work"))
+    rows = stage.process_batch([source])
     # the "sound" here is the -60 dB room noise speech_with_silence pads with, hence the lower floor
     parent, children = rows[0], rows[1:]
-    assert parent == {**row, "num_audio_segments": len(children)}, "the parent comes back unchanged but for the count"
+    assert parent == {**source, "num_audio_segments": len(children)}, "the input comes back unchanged but for the count"
+    assert [r["key"] for r in children] == [audio_segment_key(str(wav), i) for i in range(len(children))]
     assert all(r["record_type"] == "audio_clip" and r["parent_key"] == "rec" for r in children)
-    kinds = [r["segment_kind"] for r in children if r.get("status", "kept") == "kept"]
-    assert "speech" in kinds and "sound" in kinds
+    speech = [r for r in children if r["segment_kind"] == "speech"]
+    sound = [r for r in children if r["segment_kind"] == "sound"]
+    assert sound and all(r["speech_spans"] == [] for r in sound), "sound segments are not transcribed"
+    assert max(r["duration_s"] for r in speech) > 5.04 and all(r["duration_s"] <= 12.0 for r in children)
+    assert abs(speech[0]["start_s"] - start) < 0.3 and abs(speech[-1]["end_s"] - end) < 0.5, (speech, start, end)
     for r in children:
-        if r.get("status", "kept") != "kept":
-            continue
+        assert r["status"] == "kept", r
         audio = load_audio(r["flac_path"])
-        assert r["duration_s"] <= 12.0 and abs(len(audio) / 16000 - r["duration_s"]) < 0.01
-        meta = audio_only_sample_json(r, "<AUDCAP>A synthetic voice speaks.<ENDAUDCAP>")
-        assert parse_sample_meta(meta).kind == "audio_only"
+        assert abs(len(audio) / 16000 - r["duration_s"]) < 0.01
+        assert all(0 <= a < b <= r["duration_s"] + 1e-3 for a, b in r["speech_spans"]), "spans are segment-relative"
 
 
 def test_asr_config_is_strict() -> None:
@@ -222,31 +229,24 @@ def test_faster_whisper_transcribes_in_the_main_env(tiny_models: dict[str, Path]
     assert rows[1]["transcript"] is None  # VAD heard no speech: not transcribed
 
 
-def test_segment_transcript_and_caption_come_from_the_clip() -> None:
-    transcript = {"language": "en",
-                  "words": [{"word": "Hello", "start_s": 0.5, "end_s": 0.9},
-                            {"word": "there.", "start_s": 1.0, "end_s": 1.4},
-                            {"word": "Later", "start_s": 3.2, "end_s": 3.6}],
-                  "segments": [{"text": "Hello there.", "start_s": 0.5, "end_s": 1.4},
-                               {"text": "Later", "start_s": 3.2, "end_s": 3.6}]}
-    part = segment_transcript(transcript, 0.4, 2.0)
-    assert [(w["word"], w["start_s"], w["end_s"]) for w in part["words"]] == [("Hello", 0.1, 0.5), ("there.", 0.6, 1.0)]
-    assert [s["text"] for s in part["segments"]] == ["Hello there."]
-    assert segment_transcript(transcript, 2.0, 3.0) is None and segment_transcript(None, 0, 1) is None
-    clip_caption = ("A man waves and says, <S>Hello there.<E> Then, <S>Later<E>. "
-                    "<AUDCAP>A man's voice, a quiet room.<ENDAUDCAP>")
-    caption = segment_caption(clip_caption, part)
+def test_segment_caption_quotes_the_segments_own_words() -> None:
+    part = {"language": "en",
+            "words": [{"word": "Hello", "start_s": 0.1, "end_s": 0.5}, {"word": "there.", "start_s": 0.6, "end_s": 1.0}],
+            "segments": [{"text": "Hello there.", "start_s": 0.1, "end_s": 1.0}]}
+    source_caption = ("A man waves and says, <S>Hello there.<E> Then, <S>Later<E>. "
+                      "<AUDCAP>A man's voice, a quiet room.<ENDAUDCAP>")
+    caption = segment_caption(source_caption, part)
     assert caption == "<S>Hello there.<E> <AUDCAP>A man's voice, a quiet room.<ENDAUDCAP>"
-    assert segment_caption(clip_caption, None) == "<AUDCAP>A man's voice, a quiet room.<ENDAUDCAP>"
+    assert segment_caption(source_caption, None) == "<AUDCAP>A man's voice, a quiet room.<ENDAUDCAP>"
     assert segment_caption("He says, <S>Hi Audio: x<E>. Audio: A voice.", part) == "<S>Hello there.<E> Audio: A voice."
     assert segment_caption("No audio description here.", part) == "" and segment_caption(None, part) == ""
-    row = {"key": "clip-00000_a00", "uri": "/data/x.mp4", "start_s": 10.4, "end_s": 12.0, "duration_s": 1.6}
+    row = {"key": "x-0123456789ab-a00000", "uri": "/data/x.mp4", "start_s": 10.4, "end_s": 12.0, "duration_s": 1.6}
     assert parse_sample_meta(audio_only_sample_json(row, caption, part)).transcript.words[0].word == "Hello"
 
 
 def test_collector_waits_for_children_that_arrive_before_their_parent(tmp_path: Path) -> None:
-    """Rows of one input arrive in any order; the marker is written once the clip and every segment it
-    announced (kept or rejected) are in and the shards holding them are closed."""
+    """Rows of one input arrive in any order; the marker is written once its clip and every segment
+    announced on it (kept or rejected) are in and the shards holding them are closed."""
     from curation.config import CurationConfig
     from curation.pipeline import OutputCollector, RunPaths
 
@@ -261,9 +261,9 @@ def test_collector_waits_for_children_that_arrive_before_their_parent(tmp_path: 
         return str(work / name)
 
     base = {"input_id": "in1", "uri": "/data/in1.mp4", "status": "kept", "num_clips": 1, "start_s": 0.0, "end_s": 5.04}
-    child0 = {**base, "record_type": "audio_clip", "key": "c0_a00", "parent_key": "c0", "sample_json": "{}",
+    child0 = {**base, "record_type": "audio_clip", "key": "c0_a00", "parent_key": "in1", "sample_json": "{}",
               "flac_path": media("c0_a00.flac")}
-    child1 = {**base, "record_type": "audio_clip", "key": "c0_a01", "parent_key": "c0", "status": "rejected",
+    child1 = {**base, "record_type": "audio_clip", "key": "c0_a01", "parent_key": "in1", "status": "rejected",
               "rejected_by": "audio_segments", "reason": "low_volume"}
     parent = {**base, "record_type": "clip", "key": "c0", "num_audio_segments": 2, "sample_json": "{}",
               "mp4_path": media("c0.mp4"), "flac_path": media("c0.flac")}
@@ -284,23 +284,22 @@ def test_collector_waits_for_children_that_arrive_before_their_parent(tmp_path: 
     assert names == ["c0.flac", "c0.json", "c0.mp4", "c0_a00.flac", "c0_a00.json"]
 
 
-def _speech_video(out: Path) -> Path:
-    """A moving test pattern (clears the motion filter) with espeak speech from 0.5 s, 6 s long."""
-    wav, _, _ = speech_with_silence(out.with_suffix(".wav"), "Hello there. This is a test of the audio tower.",
-                                    lead_s=0.5, tail_s=3.0)
+def _speech_video(out: Path, text: str) -> Path:
+    """A moving test pattern (clears the motion filter) with espeak speech from 0.5 s and 3 s of room noise after."""
+    wav, _, end = speech_with_silence(out.with_suffix(".wav"), text, lead_s=0.5, tail_s=3.0)
     subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=192x144:rate=24",
-                    "-i", str(wav), "-t", "6", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast",
-                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", str(out)], check=True)
+                    "-i", str(wav), "-t", f"{end + 3.0:.2f}", "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", str(out)], check=True)
     return out
 
 
 AUDCAP = "A synthetic male voice speaking in a quiet room."
 
 
-def _pipeline(tmp_path: Path, audio_segments: bool) -> tuple[Path, subprocess.CompletedProcess]:
+def _pipeline(tmp_path: Path, text: str, speech: dict) -> tuple[Path, subprocess.CompletedProcess]:
     import yaml
 
-    video = _speech_video(tmp_path / "talk.mp4")
+    video = _speech_video(tmp_path / "talk.mp4", text)
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text(json.dumps({"path": str(video), "caption": "A colourful test pattern while a voice says, "
                                     f"<S>Hello there.<E> <AUDCAP>{AUDCAP}<ENDAUDCAP>"}) + "\n")
@@ -311,7 +310,7 @@ def _pipeline(tmp_path: Path, audio_segments: bool) -> tuple[Path, subprocess.Co
         "transcode": {"preset": "ultrafast"},
         # av_offset judges a test pattern against speech onsets; not what this test is about
         "filters": {"area": {"min_area": 160 * 120}, "av_offset": {"enabled": False}},
-        "speech": {"audio_segments": {"enabled": audio_segments}}}))
+        "speech": speech}))
     proc = subprocess.run([sys.executable, "curation/run.py", "--config", str(cfg)], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -330,37 +329,49 @@ def _tar_members(shards: Path) -> dict[str, bytes]:
     return found
 
 
-def test_pipeline_writes_audio_only_segments_and_resumes(tmp_path: Path) -> None:
+def test_pipeline_writes_audio_only_segments_and_resumes(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """A 17 s source: three 5.04 s clips, and audio-only segments cut from the whole source (speech
+    longer than a clip, transcribed on its own by the ASR stage; the trailing room noise as sound)."""
     import io
 
     import soundfile
 
-    out, proc = _pipeline(tmp_path, audio_segments=True)
+    asr = {"enabled": True, "backend": "faster_whisper", "model_dir": str(tiny_models["whisper"]), "beam_size": 1,
+           "language": "en"}
+    out, proc = _pipeline(tmp_path, LONG_SPEECH, {"asr": asr, "audio_segments": {
+        "enabled": True, "min_sound_s": 1.5, "min_mean_volume_db": -80}})
     members = _tar_members(out / "shards")
     metas = {name[:-5]: json.loads(data) for name, data in members.items() if name.endswith(".json")}
     clips = [k for k, m in metas.items() if m["kind"] == "audio_video"]
     audio = [k for k, m in metas.items() if m["kind"] == "audio_only"]
-    assert len(clips) == 1 and audio, metas
+    assert len(clips) == 3 and audio, metas
+    uri = metas[clips[0]]["source"]["uri"]
+    assert sorted(audio) == [audio_segment_key(uri, i) for i in range(len(audio))]
+    durations = []
     for key in audio:
         meta = metas[key]
-        assert f"{key}.mp4" not in members and key.startswith(clips[0] + "_a")
+        assert f"{key}.mp4" not in members
         samples, rate = soundfile.read(io.BytesIO(members[f"{key}.flac"]))
         assert rate == 16000 and samples.ndim == 1
         assert abs(len(samples) / rate - meta["media"]["duration_s"]) <= 0.02 and len(samples) / rate <= 12.0
-        assert f"<AUDCAP>{AUDCAP}<ENDAUDCAP>" in meta["caption"]
-        assert 0 <= meta["source"]["start_s"] < meta["source"]["end_s"] <= 5.1
+        durations.append(len(samples) / rate)
+        assert meta["caption"].endswith(f"<AUDCAP>{AUDCAP}<ENDAUDCAP>"), "the source's audio description"
+        assert "Hello there." not in meta["caption"], "a segment quotes its own (transcribed) words, not the source's"
+        assert 0 <= meta["source"]["start_s"] < meta["source"]["end_s"] <= 17.5
+    assert max(durations) > 5.04, "segments follow the source's speech, not the clips"
     cli = subprocess.run([sys.executable, "-m", "data_specs", "validate", str(out / "shards")], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stdout[-2000:] + cli.stderr[-2000:]
     summary = json.loads((out / "report" / "summary.json").read_text())
-    assert (summary["clips"], summary["kept"], summary["audio_segments"]) == (1, 1, len(audio))
+    assert (summary["clips"], summary["kept"], summary["audio_segments"]) == (3, 3, len(audio))
     assert f"{len(audio)} audio segments" in proc.stdout
     import pyarrow.parquet as pq
 
     records = pq.read_table(out / "manifest.parquet").to_pylist()
-    (parent,) = [r for r in records if r["record_type"] == "clip"]
+    parents = [r for r in records if r["record_type"] == "clip"]
     children = [r for r in records if r["record_type"] == "audio_clip"]
-    assert parent["num_audio_segments"] == len(children) and all(r["parent_key"] == parent["key"] for r in children)
+    assert {r["num_audio_segments"] for r in parents} == {len(children)}
+    assert {r["parent_key"] for r in children} == {parents[0]["input_id"]}
     assert all(r["shard"] for r in records if r["status"] == "kept")
     assert not list((out / "_work" / "clips").glob("*")), "work files of written samples are removed"
 
@@ -379,7 +390,8 @@ def test_pipeline_writes_audio_only_segments_and_resumes(tmp_path: Path) -> None
 
 
 def test_pipeline_without_audio_segments_writes_clips_only(tmp_path: Path) -> None:
-    out, proc = _pipeline(tmp_path, audio_segments=False)
+    out, proc = _pipeline(tmp_path, "Hello there. This is a test of the audio tower.",
+                          {"audio_segments": {"enabled": False}})
     metas = [json.loads(d) for n, d in _tar_members(out / "shards").items() if n.endswith(".json")]
     assert [m["kind"] for m in metas] == ["audio_video"]
     summary = json.loads((out / "report" / "summary.json").read_text())

@@ -84,6 +84,7 @@ def audio_description(row: Row) -> str:
 
 class CaptionStage(Stage):
     name: ClassVar[str] = "captions"
+    takes_audio_only: ClassVar[bool] = True  # audio-only segments: no frames, their audio and transcript
 
     def __init__(self, config: CaptionConfig, captioner: Any = None):
         self.config = config

@@ -2,7 +2,8 @@
 
 Clips (`record_type="clip"`) become `audio_video` samples; audio-only segments (`record_type=
 "audio_clip"`, from the audio_segments stage) become `audio_only` samples via
-`audio_only_sample_json`, with the caption and transcript that stage derived from their clip.
+`audio_only_sample_json`, captioned by `segment_caption`: their own words, then the audio
+description of their caption (the captioner's, or the source's from the inputs manifest).
 
 data_specs schema 1.0 requires a tagged caption. It comes from the captioning stage or from the
 inputs manifest (`{"path": ..., "caption": ...}`); a clip with neither is rejected here as
@@ -17,7 +18,7 @@ from data_specs import SCHEMA_VERSION, SampleMetaError, parse_sample_meta
 
 from ..config import ClipConfig
 from ..stage import Row, Stage
-from .speech import audio_only_sample_json
+from .speech import audio_only_sample_json, segment_caption
 
 
 def sample_json(row: Row, clip: ClipConfig) -> dict:
@@ -40,6 +41,7 @@ def sample_json(row: Row, clip: ClipConfig) -> dict:
 
 class PackageSamples(Stage):
     name: ClassVar[str] = "package"
+    takes_audio_only: ClassVar[bool] = True
 
     def __init__(self, clip: ClipConfig):
         self.clip = clip
@@ -47,6 +49,8 @@ class PackageSamples(Stage):
     def process_batch(self, rows: list[Row]) -> list[Row]:
         out = []
         for row in rows:
+            if row.get("record_type") == "audio_clip":
+                row = {**row, "caption": segment_caption(row.get("caption"), row.get("transcript"))}
             if not (row.get("caption") or "").strip():
                 out.append(self.reject(row, "uncaptioned", f"data_specs {SCHEMA_VERSION} requires a tagged caption; "
                                        "enable captions or give one in the inputs manifest"))

@@ -95,10 +95,10 @@ class SpeechConfig(BaseModel):
     audio_segments: AudioSegmentsConfig = AudioSegmentsConfig()
 
     @model_validator(mode="after")
-    def _segments_need_vad(self) -> SpeechConfig:
-        if self.audio_segments.enabled and not self.vad.enabled:
-            raise ValueError("speech.audio_segments.enabled needs speech.vad.enabled: segments are cut at its "
-                             "speech spans")
+    def _speech_segments_need_asr(self) -> SpeechConfig:
+        if self.audio_segments.enabled and "speech" in self.audio_segments.kinds and not self.asr.enabled:
+            raise ValueError("speech.audio_segments makes speech segments, whose captions quote their words, but "
+                             "speech.asr is disabled; enable speech.asr or set speech.audio_segments.kinds: [sound]")
         return self
 
 
@@ -141,6 +141,7 @@ class VoiceActivityStage(Stage):
 
 class TranscribeStage(Stage):
     name: ClassVar[str] = "asr"
+    takes_audio_only: ClassVar[bool] = True
 
     def __init__(self, config: AsrConfig):
         self.settings = config.settings()
@@ -180,54 +181,63 @@ def validated(transcript: dict) -> dict:
 
 
 class AudioSegmentsStage(Stage):
-    """One clip row -> the clip row itself plus rows of audio-only segments with their flac written.
+    """One input row -> the input row plus rows of audio-only segments cut from the whole source's
+    audio: speech (VAD spans joined across short pauses) and sound (the stretches between), each at
+    most `max_s`, their flac written.
 
-    The parent comes back unchanged but for `num_audio_segments`, the number of segment rows it
-    produced (kept and rejected alike), which the driver waits for before it marks the input done.
-    A segment row (`record_type="audio_clip"`, `parent_key`) carries its caption and transcript,
-    derived from the parent's: the clip's audio description plus the transcript words that fall in
-    the segment inside <S>..<E>. `PackageSamples` turns it into the audio_only json.
+    It runs before the clip fan-out, so segments follow the source's speech, not clip boundaries,
+    and reach the 12 s the audio tower takes. The input row comes back with `num_audio_segments`
+    (kept and rejected segments alike), which the clips cut from it carry; the driver waits for that
+    many segment rows before it marks the input done. Segment rows (`record_type="audio_clip"`) pass
+    around the video stages; transcription and captions serve them, and `PackageSamples` captions them
+    with their own words in <S>..<E> and the audio description of their caption (the captioner's, or
+    the source's from the inputs manifest).
     """
 
     name: ClassVar[str] = "audio_segments"
     fans_out: ClassVar[bool] = True
 
-    def __init__(self, config: AudioSegmentsConfig, work_dir: str):
+    def __init__(self, config: AudioSegmentsConfig, vad: VadConfig, work_dir: str):
+        from ..speech.vad import VadSettings
+
         self.config = config
+        self.vad_settings = VadSettings(vad.threshold, vad.min_speech_ms, vad.min_silence_ms, vad.speech_pad_ms)
         self.work_dir = work_dir
+        self._vad: Any = None
+
+    def setup(self) -> None:
+        from ..speech.vad import VoiceActivity
+
+        if self._vad is None:
+            self._vad = VoiceActivity(self.vad_settings)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
+        from ..keys import audio_segment_key
         from ..speech.audio import load_audio, save_flac
         from ..speech.segments import plan_segments
         from .volume import mean_volume_db
 
         c = self.config
+        self.setup()
         Path(self.work_dir).mkdir(parents=True, exist_ok=True)
         out: list[Row] = []
         for row in rows:
             audio = load_audio(_audio_path(row))
-            duration = len(audio) / 16000
-            spans = row.get("speech_spans")
-            if spans is None:
-                raise ValueError("audio_segments needs row['speech_spans']; run the vad stage before it")
-            base = str(row.get("key") or row["input_id"])
-            plans = [p for p in plan_segments(spans, duration, c.max_s, c.min_speech_s, c.min_sound_s, c.merge_gap_s)
-                     if p.kind in c.kinds]
+            spans = self._vad.spans(audio)
+            plans = [p for p in plan_segments(spans, len(audio) / 16000, c.max_s, c.min_speech_s, c.min_sound_s,
+                                              c.merge_gap_s) if p.kind in c.kinds]
             children: list[Row] = []
             for i, seg in enumerate(plans):
                 piece = audio[int(round(seg.start_s * 16000)):int(round(seg.end_s * 16000))]
-                seg_duration = round(len(piece) / 16000, 4)
+                duration = round(len(piece) / 16000, 4)
                 db = round(mean_volume_db(piece), 3)
-                transcript = segment_transcript(row.get("transcript"), seg.start_s, seg.end_s)
-                child = {**{k: v for k, v in row.items() if k not in ("mp4_path", "flac_path", "speech_spans",
-                                                                      "transcript", "caption", "sample_json",
-                                                                      "video", "num_audio_segments")},
-                         "key": f"{base}_a{i:02d}", "record_type": "audio_clip", "kind": "audio_only",
-                         "parent_key": row.get("key"), "segment_kind": seg.kind,
-                         "start_s": round(row.get("start_s", 0.0) + seg.start_s, 3),
-                         "end_s": round(row.get("start_s", 0.0) + seg.start_s + seg_duration, 3),
-                         "duration_s": seg_duration, "transcript": transcript, "scores": {},
-                         "caption": segment_caption(row.get("caption"), transcript)}
+                speech = [(round(max(a, seg.start_s) - seg.start_s, 3), round(min(b, seg.end_s) - seg.start_s, 3))
+                          for a, b in spans if b > seg.start_s and a < seg.end_s] if seg.kind == "speech" else []
+                child = {**{k: v for k, v in row.items() if k != "num_audio_segments"},
+                         "key": audio_segment_key(row["uri"], i), "record_type": "audio_clip", "kind": "audio_only",
+                         "parent_key": row["input_id"], "segment_kind": seg.kind, "start_s": seg.start_s,
+                         "end_s": round(seg.start_s + duration, 3), "duration_s": duration, "speech_spans": speech,
+                         "scores": {}}
                 if db < c.min_mean_volume_db:
                     children.append(self.reject(child, "low_volume", f"segment mean volume {db:.1f} dB < "
                                                 f"speech.audio_segments.min_mean_volume_db {c.min_mean_volume_db}",
@@ -240,52 +250,15 @@ class AudioSegmentsStage(Stage):
         return out
 
 
-def segment_transcript(transcript: dict | None, start_s: float, end_s: float) -> dict | None:
-    """The part of a clip's transcript inside [start_s, end_s), times shifted to the segment; None if no words.
-
-    A word belongs to the segment whose span holds its midpoint; a transcript segment keeps the
-    words of it that do (its text rebuilt from them), so no word is quoted in two audio segments.
-    Without word times, transcript segments lying wholly inside are kept as they are.
-    """
-    if not transcript:
-        return None
-    length = round(end_s - start_s, 3)
-
-    def shift(item: dict) -> dict:
-        a = min(max(0.0, float(item["start_s"]) - start_s), length)
-        b = min(max(a, float(item["end_s"]) - start_s), length)
-        return {**item, "start_s": round(a, 3), "end_s": round(b, 3)}
-
-    def inside(item: dict) -> bool:
-        return start_s <= (float(item["start_s"]) + float(item["end_s"])) / 2 < end_s
-
-    all_words = transcript.get("words") or []
-    words = [shift(w) for w in all_words if inside(w)]
-    segments: list[dict] = []
-    for s in transcript.get("segments") or []:
-        if all_words:
-            mine = [w for w in all_words if inside(w) and float(s["start_s"]) <= (float(w["start_s"]) + float(
-                w["end_s"])) / 2 <= float(s["end_s"])]
-            if mine:
-                segments.append(shift({**s, "text": " ".join(str(w["word"]).strip() for w in mine),
-                                       "start_s": max(float(s["start_s"]), float(mine[0]["start_s"])),
-                                       "end_s": min(float(s["end_s"]), float(mine[-1]["end_s"]))}))
-        elif float(s["start_s"]) >= start_s - 0.05 and float(s["end_s"]) <= end_s + 0.05 and str(s["text"]).strip():
-            segments.append(shift(s))
-    if not words and not segments:
-        return None
-    return validated({"language": transcript["language"], "words": words, "segments": segments})
-
-
-def segment_caption(clip_caption: str | None, transcript: dict | None) -> str:
-    """An audio_only caption: the segment's spoken words in <S>..<E>, then the clip's audio description
-    in the clip caption's own style (`<AUDCAP>..<ENDAUDCAP>` or `Audio: ..`). "" when the clip caption
-    has no audio description (the package stage then rejects the segment as uncaptioned)."""
+def segment_caption(caption: str | None, transcript: dict | None) -> str:
+    """An audio_only caption: the segment's spoken words in <S>..<E>, then the audio description of
+    `caption` (the captioner's for this segment, or the source's from the inputs manifest) in its own
+    style (`<AUDCAP>..<ENDAUDCAP>` or `Audio: ..`). "" when `caption` has no audio description."""
     import re
 
     from data_specs.captions import _SPEECH_SPAN_RE, caption_style
 
-    caption = clip_caption or ""
+    caption = caption or ""
     style = caption_style(caption)
     if style == "audcap":
         match = re.search(r"<AUDCAP>(.*?)<ENDAUDCAP>", caption, re.DOTALL)
@@ -322,4 +295,4 @@ def audio_only_sample_json(row: Row, caption: str, transcript: dict | None = Non
 
 
 __all__ = ["AsrConfig", "AudioSegmentsConfig", "AudioSegmentsStage", "SpeechConfig", "TranscribeStage", "VadConfig",
-           "VoiceActivityStage", "audio_only_sample_json", "segment_caption", "segment_transcript", "validated"]
+           "VoiceActivityStage", "audio_only_sample_json", "segment_caption", "validated"]
