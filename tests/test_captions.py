@@ -149,6 +149,25 @@ def test_endpoint_retry_recovers_and_description_mode_sends_no_audio(tmp_path: P
     assert "you cannot hear it" in parts[-1]["text"] and "mean volume -20 dB" in parts[-1]["text"]
 
 
+def test_audio_only_segment_is_captioned_from_its_audio_and_words(tmp_path: Path) -> None:
+    from curation.speech.audio import load_audio, save_flac
+
+    flac = save_flac(tmp_path / "seg.flac", load_audio(MEDIA / "two_men_closeup_704x1280.mp4"))
+    segment = {"key": "seg", "status": "kept", "record_type": "audio_clip", "flac_path": str(flac),
+               "path": str(MEDIA / "two_men_closeup_704x1280.mp4"), "transcript": TRANSCRIPT,
+               "speech_spans": [(0.5, 2.9)], "scores": {}}
+    good = "Two men speak, <S>We leave tonight.<E> <S>Bring the map!<E> <AUDCAP>Two male voices.<ENDAUDCAP>"
+    with _ChatServer([good]) as server:
+        [row] = _stage(server.url).process_batch([segment])
+    assert row["status"] == "kept" and row["caption"] == good
+    request = server.requests[0]["body"]["messages"]
+    parts = request[-1]["content"]
+    assert not [p for p in parts if p["type"] == "image_url"], "a segment has no frames to show"
+    assert [p for p in parts if p["type"] == "input_audio"]
+    assert "audio recording" in parts[-1]["text"] and "visible" not in parts[-1]["text"]
+    assert "audio recordings" in request[0]["content"]
+
+
 def test_unreachable_endpoint_is_a_rejection_with_the_reason(tmp_path: Path) -> None:
     [row] = _stage("http://127.0.0.1:9/v1", retries=0).process_batch([_row(tmp_path)])
     assert row["status"] == "rejected" and "cannot reach the caption endpoint" in row["detail"]

@@ -144,6 +144,16 @@ def test_failing_row_is_quarantined_and_its_batch_mates_survive() -> None:
     assert by_n[9] == rows[4], "rejected rows pass around the stage untouched"
 
 
+def test_audio_only_rows_pass_around_video_stages() -> None:
+    class _AudioToo(_Flaky):
+        takes_audio_only = True
+
+    rows = [{"n": 0, "status": "kept", "record_type": "clip"}, {"n": 1, "status": "kept", "record_type": "audio_clip"}]
+    video_only = {r["n"]: r for r in apply_stage(_Flaky(), rows)}
+    assert video_only[0].get("seen") and video_only[1] == rows[1]
+    assert all(r.get("seen") for r in apply_stage(_AudioToo(), rows))
+
+
 def test_manifest_streams_records_of_varying_shape_from_the_markers(tmp_path: Path) -> None:
     """The driver reads markers twice (accounting, then parquet in batches) instead of holding all
     records; columns that differ between records must come out typed as one table."""

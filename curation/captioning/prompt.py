@@ -16,8 +16,18 @@ _EXAMPLE = ("A man in a dark suit stands in a dim hallway, gesturing with his ri
             "<S>We leave tonight.<E>. He turns toward the door and adds, <S>Bring the map.<E>, then walks out of frame. "
             "<AUDCAP>Male voice speaking firmly, footsteps on a wooden floor.<ENDAUDCAP>")
 
-_INSTRUCTIONS = """Write one paragraph describing this video clip for training a video-and-audio generator.
-Describe what is visible and what happens, in order: people, their appearance, actions, camera, setting, light.
+# Audio-only segments (no frames) are described by what is heard.
+_AUDIO_EXAMPLE = ("A man speaks firmly in a small room, <S>We leave tonight.<E> After a pause he adds, "
+                  "<S>Bring the map.<E> <AUDCAP>Male voice speaking firmly, footsteps on a wooden floor.<ENDAUDCAP>")
+_SUBJECT = {
+    "video": "Write one paragraph describing this video clip for training a video-and-audio generator.\n"
+             "Describe what is visible and what happens, in order: people, their appearance, actions, camera, "
+             "setting, light.",
+    "audio": "Write one short paragraph describing this audio recording for training an audio generator.\n"
+             "Describe what is heard, in order: who speaks and how, other sounds, the room or place.",
+}
+
+_INSTRUCTIONS = """{subject}
 Quote every sentence of the transcript below, word for word and in order, inside <S> and <E> tags, placed where it is spoken.
 Never put anything else inside <S>..<E>; if the transcript is empty, use no <S> tags at all.
 {audio_rule}
@@ -30,7 +40,7 @@ Example:
 class CaptionRequest:
     """One clip's material for the captioner."""
 
-    frames_jpeg: list[bytes]                 # 7 evenly spaced frames
+    frames_jpeg: list[bytes]                 # 7 evenly spaced frames; none for an audio-only segment
     transcript: list[str]                    # sentences, in order
     audio_wav: bytes | None = None           # 16 kHz mono wav, for models that hear audio
     audio_description: str = ""              # for models that do not
@@ -70,13 +80,14 @@ def wav_bytes(samples: np.ndarray, sample_rate: int = 16000) -> bytes:
 
 
 def instructions(request: CaptionRequest) -> str:
+    example = _EXAMPLE if request.frames_jpeg else _AUDIO_EXAMPLE
     if request.style == "audcap":
         rule = "End with exactly one <AUDCAP>description of the sounds and voices<ENDAUDCAP>, nothing after it."
-        example = _EXAMPLE
     else:
         rule = "End with exactly one line 'Audio: description of the sounds and voices', nothing after it."
-        example = _EXAMPLE.replace("<AUDCAP>", "Audio: ").replace("<ENDAUDCAP>", "")
-    text = _INSTRUCTIONS.format(audio_rule=rule, example=example)
+        example = example.replace("<AUDCAP>", "Audio: ").replace("<ENDAUDCAP>", "")
+    subject = _SUBJECT["video" if request.frames_jpeg else "audio"]
+    text = _INSTRUCTIONS.format(subject=subject, audio_rule=rule, example=example)
     transcript = " ".join(request.transcript) if request.transcript else "(no speech)"
     text += f"\n\nTranscript: {transcript}"
     if request.audio_wav is None:
@@ -101,5 +112,6 @@ def build_messages(request: CaptionRequest, audio_mode: Literal["input_audio", "
     shown = request if with_audio else CaptionRequest(request.frames_jpeg, request.transcript, None,
                                                       request.audio_description, request.style, request.feedback)
     content.append({"type": "text", "text": instructions(shown)})
-    return [{"role": "system", "content": "You write precise, factual captions of video clips."},
+    what = "video clips" if request.frames_jpeg else "audio recordings"
+    return [{"role": "system", "content": f"You write precise, factual captions of {what}."},
             {"role": "user", "content": content}]
