@@ -6,9 +6,9 @@ segments for the audio tower.
   words with times/speakers/scores, segments). Backend faster_whisper runs in the main environment;
   whisperx (batched decoding + wav2vec2 alignment + pyannote diarization) runs its actors in
   `.venv-models` (Resources.environment="models"). Clips without speech are not transcribed.
-- `AudioSegmentsStage`: the clip row back (with `num_audio_segments`) plus one row per speech or sound
-  segment (<= 12 s) of its audio, with its 16 kHz mono flac written to the work dir: the `audio_only`
-  kind of data_specs, packaged by `PackageSamples` with `audio_only_sample_json`.
+- `AudioSegmentsStage`: the input row back (with `num_audio_segments`) plus one row per speech or sound
+  segment (<= 12 s) of the whole source's audio, with its 16 kHz mono flac written to the work dir:
+  the `audio_only` kind of data_specs, packaged by `PackageSamples` with `audio_only_sample_json`.
 Models come from local directories only; nothing is downloaded.
 """
 from __future__ import annotations
