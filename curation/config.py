@@ -213,6 +213,7 @@ def _format(error: dict) -> str:
 
 def _environment_problems(config: CurationConfig) -> list[str]:
     """Checks that need the file system: cheap, and failing them later would waste the run so far."""
+    from .captioning.backends import local_model_problem as caption_model_problem
     from .speech.asr import local_model_problems
 
     problems = []
@@ -223,9 +224,9 @@ def _environment_problems(config: CurationConfig) -> list[str]:
             problems.append(f"{key} runs in .venv-models but {config.models_python()} does not exist; "
                             "run `make models-env` or set ray.models_python")
 
-    def needs_files(key: str, paths: dict[str, Path | str | None]) -> None:
+    def needs_files(key: str, paths: dict[str, Path | None]) -> None:
         for name, path in paths.items():
-            if path is not None and not Path(path).exists():
+            if path is not None and not Path(path).is_file():
                 problems.append(f"{key}.{name}: {path} does not exist")
 
     aesthetic = config.filters.aesthetic
@@ -244,10 +245,9 @@ def _environment_problems(config: CurationConfig) -> list[str]:
             needs_models_env("speech.asr (backend: whisperx)")
     captions = config.captions
     if captions.enabled and captions.backend == "local":
-        model_dir = Path(captions.local.model_dir or "")
-        if not (model_dir / "config.json").is_file():
-            problems.append(f"captions.local.model_dir: {model_dir} has no config.json; give a directory saved "
-                            "with save_pretrained (model and tokenizer)")
+        problem = caption_model_problem(captions.local.model_dir or "")
+        if problem:
+            problems.append(problem)
     if config.inputs.manifest is not None and not config.inputs.manifest.is_file():
         problems.append(f"inputs.manifest: {config.inputs.manifest} does not exist")
     return problems

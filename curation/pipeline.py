@@ -101,7 +101,7 @@ def discover(config: CurationConfig) -> list[Row]:
     return list(unique.values())
 
 
-# Rows written to shards: clips (audio_video) and audio-only segments cut from them.
+# Rows written to shards: clips (audio_video) and audio-only segments of their sources.
 _SAMPLE_TYPES = ("clip", "audio_clip")
 
 

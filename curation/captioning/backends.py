@@ -63,6 +63,14 @@ class OpenAIChatCaptioner:
         return str(content).strip()
 
 
+def local_model_problem(model_dir: str | Path) -> str | None:
+    """What is wrong with a local captioner directory (None: nothing); checked when the config loads too."""
+    if not (Path(model_dir) / "config.json").is_file():
+        return (f"captions.local.model_dir: {model_dir} has no config.json; give a directory saved with "
+                "save_pretrained (model and tokenizer)")
+    return None
+
+
 class TransformersCaptioner:
     """A local causal LM directory (AutoModelForCausalLM + AutoTokenizer). Text only: it reads the
     transcript and the audio description, not the frames, so use it for audio-only rows or as a
@@ -72,9 +80,9 @@ class TransformersCaptioner:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"captions.local.model_dir: {path} has no config.json; give a directory saved "
-                                    "with save_pretrained (model and tokenizer)")
+        problem = local_model_problem(path)
+        if problem:
+            raise FileNotFoundError(problem)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).to(device).eval()
         self.device = device

@@ -33,6 +33,12 @@ class VadConfig(BaseModel):
     min_silence_ms: Annotated[int, Field(ge=0)] = 100
     speech_pad_ms: Annotated[int, Field(ge=0)] = 30
 
+    def settings(self) -> Any:
+        """The plain-dataclass settings `VoiceActivity` takes."""
+        from ..speech.vad import VadSettings
+
+        return VadSettings(self.threshold, self.min_speech_ms, self.min_silence_ms, self.speech_pad_ms)
+
 
 class AsrConfig(BaseModel):
     model_config = _Strict
@@ -113,10 +119,7 @@ class VoiceActivityStage(Stage):
     name: ClassVar[str] = "vad"
 
     def __init__(self, config: VadConfig):
-        from ..speech.vad import VadSettings
-
-        self.settings = VadSettings(config.threshold, config.min_speech_ms, config.min_silence_ms,
-                                    config.speech_pad_ms)
+        self.settings = config.settings()
         self._vad: Any = None
 
     def setup(self) -> None:
@@ -198,10 +201,8 @@ class AudioSegmentsStage(Stage):
     fans_out: ClassVar[bool] = True
 
     def __init__(self, config: AudioSegmentsConfig, vad: VadConfig, work_dir: str):
-        from ..speech.vad import VadSettings
-
         self.config = config
-        self.vad_settings = VadSettings(vad.threshold, vad.min_speech_ms, vad.min_silence_ms, vad.speech_pad_ms)
+        self.vad_settings = vad.settings()
         self.work_dir = work_dir
         self._vad: Any = None
 

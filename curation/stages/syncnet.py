@@ -6,8 +6,9 @@ judged by its most confident track: the speaker. Clips without a face track are 
 num_faces = 0) or rejected, by config; `av_offset` covers them with an onset/motion estimate.
 
 Faces come from OpenCV's Haar cascade by default (shipped with opencv-python, offline), from a
-local YuNet ONNX model (curation/syncnet/faces.py) or from local S3FD weights (curation/syncnet/s3fd.py). Off by default: SyncNet's weights
-(`syncnet_v2.model`) are a local file the user provides.
+local YuNet ONNX model (curation/syncnet/faces.py) or from local S3FD weights
+(curation/syncnet/s3fd.py). Off by default: SyncNet's weights (`syncnet_v2.model`) are a local file
+the user provides.
 """
 from __future__ import annotations
 

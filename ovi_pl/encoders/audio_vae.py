@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +50,7 @@ class AudioVAEConfig:
         """`from_mapping` of a yaml file."""
         import yaml
 
-        return cls.from_mapping(yaml.safe_load(open(path)) or {})
+        return cls.from_mapping(yaml.safe_load(Path(path).read_text()) or {})
 
     @property
     def samples_per_latent(self) -> int:

@@ -71,8 +71,6 @@ def random_tiny_audio_modules(seed: int = 0) -> tuple[MMAudioVAE, BigVGANVocoder
     return vae, vocoder
 
 
-
-
 def write_tiny_audio_checkpoints(folder: str | Path, seed: int = 0) -> tuple[Path, Path]:
     """`v1-16.pth` (a bare state dict) and `best_netG.pt` ({'generator': state dict}), as released,
     and `config.yaml` (TINY_AUDIO_YAML), since their widths are not the released ones."""
