@@ -97,3 +97,23 @@ def _whereami_stage():
 WhereAmI = _whereami_stage()
 WhereAmI.__module__ = __name__
 WhereAmI.__qualname__ = "WhereAmI"
+
+
+# A CPU stage that records which Ray task ran each row, for the test that inputs are not processed in packs.
+def _task_of_each_row_stage():
+    import ray
+
+    from curation.stage import Stage
+
+    class TaskOfEachRow(Stage):
+        name = "task_of_each_row"
+
+        def process_batch(self, rows):
+            return [{**r, "task_id": ray.get_runtime_context().get_task_id()} for r in rows]
+
+    return TaskOfEachRow
+
+
+TaskOfEachRow = _task_of_each_row_stage()
+TaskOfEachRow.__module__ = __name__
+TaskOfEachRow.__qualname__ = "TaskOfEachRow"

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -296,27 +297,48 @@ def test_probe_copies_fsspec_urls_to_local_disk(tmp_path: Path) -> None:
     assert probed["probe"]["fps"] == 24 and probed["probe"]["has_audio"]
 
 
-def test_model_stage_runs_as_actor_pool_on_the_configured_interpreter(tmp_path: Path) -> None:
-    """environment="models" must reach Ray as runtime_env py_executable; a wrapper script proves which ran."""
+@pytest.fixture
+def local_ray(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An in-process Ray cluster whose workers can import the test stages in tests/curation_media.py."""
     import ray
 
+    paths = (str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def test_model_stage_runs_as_actor_pool_on_the_configured_interpreter(tmp_path: Path, local_ray: None) -> None:
+    """environment="models" must reach Ray as runtime_env py_executable; a wrapper script proves which ran."""
     from curation.pipeline import stream_rows
     from curation_media import WhereAmI
 
     wrapper = tmp_path / "models-python"
     wrapper.write_text(f"#!/bin/sh\nCURATION_TEST_INTERPRETER=models exec {PYTHON} \"$@\"\n")
     wrapper.chmod(0o755)
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), str(REPO / "tests"), old) if p)
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    try:
-        rows = [{"status": "kept", "n": n} for n in range(3)] + [{"status": "rejected", "n": 3}]
-        out = sorted(stream_rows(rows, [WhereAmI()], str(wrapper)), key=lambda r: r["n"])
-    finally:
-        ray.shutdown()
-        os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
+    rows = [{"status": "kept", "n": n} for n in range(3)] + [{"status": "rejected", "n": 3}]
+    out = sorted(stream_rows(rows, [WhereAmI()], str(wrapper)), key=lambda r: r["n"])
     assert [r.get("interpreter_mark") for r in out] == ["models", "models", "models", None]
     assert len({r["actor_pid"] for r in out[:3]}) == 1, "one actor, set up once, served every batch"
+
+
+def test_each_input_runs_in_its_own_task_when_ray_packs_inputs_into_blocks(local_ray: None) -> None:
+    """Ray packs many inputs into one block; a long source must not hold back the inputs packed with it."""
+    import ray.data
+
+    from curation.pipeline import stream_rows
+    from curation_media import TaskOfEachRow
+
+    context = ray.data.DataContext.get_current()
+    default_blocks = context.read_op_min_num_blocks
+    context.read_op_min_num_blocks = 1  # so 12 inputs come in a few blocks, as a million would by default
+    try:
+        out = list(stream_rows([{"status": "kept", "n": n} for n in range(12)], [TaskOfEachRow()]))
+    finally:
+        context.read_op_min_num_blocks = default_blocks
+    assert sorted(r["n"] for r in out) == list(range(12))
+    assert len({r["task_id"] for r in out}) == 12
 
 
 # ---------------------------------------------------------------- end to end
