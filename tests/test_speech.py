@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SHARED_MEDIA, models_python
 
-from curation.speech.audio import load_audio
+from curation.speech.audio import iter_audio_windows, load_audio, save_wav
 from curation.speech.segments import plan_segments
 from curation.speech.vad import VoiceActivity
 from curation.keys import audio_segment_key
@@ -105,6 +106,43 @@ def test_audio_segments_stage_cuts_the_whole_source(tmp_path: Path) -> None:
         audio = load_audio(r["flac_path"])
         assert abs(len(audio) / 16000 - r["duration_s"]) < 0.01
         assert all(0 <= a < b <= r["duration_s"] + 1e-3 for a, b in r["speech_spans"]), "spans are segment-relative"
+
+
+def test_audio_windows_tile_the_file(tmp_path: Path) -> None:
+    wav, _, _ = speech_with_silence(tmp_path / "speech.wav", "One two three four five.", lead_s=0.5, tail_s=1.0)
+    whole = load_audio(wav)
+    windows = list(iter_audio_windows(wav, 1.0))
+    assert [start for start, _ in windows] == [float(i) for i in range(len(windows))]
+    assert all(len(audio) == 16000 for _, audio in windows[:-1])
+    assert np.array_equal(np.concatenate([audio for _, audio in windows]), whole)
+    exact = tmp_path / "two_seconds.wav"
+    save_wav(exact, whole[:32000])
+    assert [len(audio) for _, audio in iter_audio_windows(exact, 1.0)] == [16000, 16000], "no empty last window"
+
+
+def test_audio_segments_read_the_source_a_window_at_a_time(tmp_path: Path) -> None:
+    """Short decode windows give the segments, and the samples, of one pass over the whole file."""
+    wav, _, _ = speech_with_silence(tmp_path / "speech.wav", LONG_SPEECH, lead_s=0.5, tail_s=3.0)
+    source = {"input_id": "rec", "uri": str(wav), "path": str(wav), "status": "kept", "caption": None}
+
+    def cut(decode_window_s: float) -> list[dict]:
+        config = AudioSegmentsConfig(enabled=True, max_s=3.0, min_sound_s=1.5, min_mean_volume_db=-80,
+                                     decode_window_s=decode_window_s)
+        work = tmp_path / f"window_{decode_window_s:g}"
+        return AudioSegmentsStage(config, VadConfig(), str(work)).process_batch([source])[1:]
+
+    whole, windowed = cut(600.0), cut(3.0)
+    samples = load_audio(wav)
+    assert len(samples) / 16000 > 4 * 3.0, "the source must span several windows"
+    # silero starts afresh at each window edge, so spans cut by an edge may move by a few of its frames
+    assert [r["segment_kind"] for r in windowed] == [r["segment_kind"] for r in whole]
+    for a, b in zip(whole, windowed, strict=True):
+        assert abs(a["start_s"] - b["start_s"]) < 0.15 and abs(a["end_s"] - b["end_s"]) < 0.15, (a, b)
+        first = round(b["start_s"] * 16000)
+        assert np.allclose(load_audio(b["flac_path"]), samples[first:first + round(b["duration_s"] * 16000)],
+                           atol=1 / 2**14), f"{b['key']} holds the source's samples from its start_s"
+    with pytest.raises(ValueError, match="decode_window_s"):
+        AudioSegmentsConfig(max_s=12.0, decode_window_s=10.0)
 
 
 def test_asr_config_is_strict() -> None:

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+
+class NoAudio(RuntimeError):
+    """The file (or the stretch asked for) has no audio samples."""
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, start_s: float | None = None,
@@ -25,8 +30,26 @@ def load_audio(path: str | Path, sample_rate: int = 16000, start_s: float | None
         tail = " | ".join(proc.stderr.decode(errors="replace").strip().splitlines()[-2:])
         raise RuntimeError(f"cannot read audio from {path}: {tail or 'ffmpeg failed'}")
     if not proc.stdout:
-        raise RuntimeError(f"{path} has no audio stream (or it is empty)")
+        raise NoAudio(f"{path} has no audio stream (or it is empty)")
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+
+
+def iter_audio_windows(path: str | Path, window_s: float,
+                       sample_rate: int = 16000) -> Iterator[tuple[float, np.ndarray]]:
+    """(start_s, samples) of consecutive `window_s` stretches of the file, the last one shorter, so a
+    long recording is never in memory whole."""
+    start = 0.0
+    while True:
+        try:
+            audio = load_audio(path, sample_rate, start_s=start, duration_s=window_s)
+        except NoAudio:
+            if start == 0:
+                raise
+            return  # the previous window ended exactly at the end of the file
+        yield start, audio
+        if len(audio) < round(window_s * sample_rate):
+            return
+        start += window_s
 
 
 def save_wav(path: str | Path, samples: np.ndarray, sample_rate: int = 16000) -> Path:

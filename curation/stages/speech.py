@@ -13,12 +13,18 @@ Models come from local directories only; nothing is downloaded.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..stage import Resources, Row, Stage
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..speech.segments import AudioSegment
 
 _Strict = ConfigDict(extra="forbid", validate_default=True)
 _Prob = Annotated[float, Field(ge=0, le=1)]
@@ -91,6 +97,15 @@ class AudioSegmentsConfig(BaseModel):
     merge_gap_s: Annotated[float, Field(ge=0)] = 0.6
     min_mean_volume_db: float = -60.0                        # same floor as the clip volume filter
     kinds: list[Literal["speech", "sound"]] = ["speech", "sound"]
+    # The source's audio is read this much at a time (16 kHz float32: ~38 MB per 600 s), never whole.
+    decode_window_s: Annotated[float, Field(gt=0)] = 600.0
+
+    @model_validator(mode="after")
+    def _window_holds_a_segment(self) -> AudioSegmentsConfig:
+        if self.decode_window_s < self.max_s:
+            raise ValueError(f"speech.audio_segments.decode_window_s ({self.decode_window_s}) must be at least "
+                             f"max_s ({self.max_s}): a segment is cut from one window")
+        return self
 
 
 class SpeechConfig(BaseModel):
@@ -214,7 +229,7 @@ class AudioSegmentsStage(Stage):
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         from ..keys import audio_segment_key
-        from ..speech.audio import load_audio, save_flac
+        from ..speech.audio import save_flac
         from ..speech.segments import plan_segments
         from .volume import mean_volume_db
 
@@ -223,13 +238,12 @@ class AudioSegmentsStage(Stage):
         Path(self.work_dir).mkdir(parents=True, exist_ok=True)
         out: list[Row] = []
         for row in rows:
-            audio = load_audio(_audio_path(row))
-            spans = self._vad.spans(audio)
-            plans = [p for p in plan_segments(spans, len(audio) / 16000, c.max_s, c.min_speech_s, c.min_sound_s,
+            path = _audio_path(row)
+            spans, duration_s = self._vad.spans_in_file(path, c.decode_window_s)
+            plans = [p for p in plan_segments(spans, duration_s, c.max_s, c.min_speech_s, c.min_sound_s,
                                               c.merge_gap_s) if p.kind in c.kinds]
             children: list[Row] = []
-            for i, seg in enumerate(plans):
-                piece = audio[int(round(seg.start_s * 16000)):int(round(seg.end_s * 16000))]
+            for i, (seg, piece) in enumerate(_segment_audio(path, plans, c.decode_window_s)):
                 duration = round(len(piece) / 16000, 4)
                 db = round(mean_volume_db(piece), 3)
                 speech = [(round(max(a, seg.start_s) - seg.start_s, 3), round(min(b, seg.end_s) - seg.start_s, 3))
@@ -249,6 +263,24 @@ class AudioSegmentsStage(Stage):
             out.append({**row, "num_audio_segments": len(children)})
             out += children
         return out
+
+
+def _segment_audio(path: str, plans: list[AudioSegment], window_s: float) -> Iterator[tuple[AudioSegment, np.ndarray]]:
+    """Each planned segment (sorted, disjoint) with its 16 kHz samples, reading the source in stretches
+    of at most `window_s` that hold whole segments."""
+    from ..speech.audio import load_audio
+
+    group: list[AudioSegment] = []
+    for seg in [*plans, None]:
+        if group and (seg is None or seg.end_s - group[0].start_s > window_s):
+            start_s = group[0].start_s
+            audio = load_audio(path, start_s=start_s, duration_s=group[-1].end_s - start_s)
+            for planned in group:
+                first, end = round((planned.start_s - start_s) * 16000), round((planned.end_s - start_s) * 16000)
+                yield planned, audio[first:end]
+            group = []
+        if seg is not None:
+            group.append(seg)
 
 
 def segment_caption(caption: str | None, transcript: dict | None) -> str:
