@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
+
+import ray
+
+from curation.stage import Resources, Stage
 
 # name -> (ffmpeg input args, output args, what the pipeline should do with it)
 _SIZE = "192x144"  # 27,648 px: above the tests' min_area, far below the paper's 720*720
@@ -71,49 +76,25 @@ EXPECTED = {
 }
 
 
-# A model-style stage for the actor-pool test; defined here (not in the test module) so Ray workers,
-# which get tests/ on PYTHONPATH, can import it.
-def _whereami_stage():
-    import os
-    import sys
+# Stages for the Ray tests; defined here (not in the test module) so Ray workers, which get tests/
+# on PYTHONPATH, can import them.
+class WhereAmI(Stage):
+    name = "whereami"
+    resources = Resources(cpus=1.0, actors=1, environment="models")
+    batch_size = 2
 
-    from curation.stage import Resources, Stage
+    def setup(self) -> None:
+        self.loaded = os.getpid()  # stands for a model loaded once per actor
 
-    class WhereAmI(Stage):
-        name = "whereami"
-        resources = Resources(cpus=1.0, actors=1, environment="models")
-        batch_size = 2
-
-        def setup(self) -> None:
-            self.loaded = os.getpid()  # stands for a model loaded once per actor
-
-        def process_batch(self, rows):
-            return [{**r, "interpreter_mark": os.environ.get("CURATION_TEST_INTERPRETER"), "actor_pid": self.loaded,
-                     "python": sys.executable} for r in rows]
-
-    return WhereAmI
+    def process_batch(self, rows):
+        return [{**r, "interpreter_mark": os.environ.get("CURATION_TEST_INTERPRETER"), "actor_pid": self.loaded,
+                 "python": sys.executable} for r in rows]
 
 
-WhereAmI = _whereami_stage()
-WhereAmI.__module__ = __name__
-WhereAmI.__qualname__ = "WhereAmI"
+class TaskOfEachRow(Stage):
+    """Records which Ray task ran each row, for the test that inputs are not processed in packs."""
 
+    name = "task_of_each_row"
 
-# A CPU stage that records which Ray task ran each row, for the test that inputs are not processed in packs.
-def _task_of_each_row_stage():
-    import ray
-
-    from curation.stage import Stage
-
-    class TaskOfEachRow(Stage):
-        name = "task_of_each_row"
-
-        def process_batch(self, rows):
-            return [{**r, "task_id": ray.get_runtime_context().get_task_id()} for r in rows]
-
-    return TaskOfEachRow
-
-
-TaskOfEachRow = _task_of_each_row_stage()
-TaskOfEachRow.__module__ = __name__
-TaskOfEachRow.__qualname__ = "TaskOfEachRow"
+    def process_batch(self, rows):
+        return [{**r, "task_id": ray.get_runtime_context().get_task_id()} for r in rows]
