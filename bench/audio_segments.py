@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from curation.stages.speech import AudioSegmentsConfig, AudioSegmentsStage, VadConfig
+from curation.config import AudioSegmentsConfig, VadConfig
+from curation.stages.speech import AudioSegmentsStage
 config = AudioSegmentsConfig(enabled=True, kinds=["speech", "sound"], decode_window_s=float(sys.argv[3]))
 stage = AudioSegmentsStage(config, VadConfig(), sys.argv[4])
 stage.setup()

@@ -113,7 +113,7 @@ def bench_stages(repeats: int, media: Path | None, overrides: dict) -> None:
 
 
 def _bench_stages(repeats: int, media: Path | None, core: int, num_cpus: int, overrides: dict) -> None:
-    from curation.config import load_config
+    from curation.preflight import load_config
     from curation.pipeline import RunPaths, build_stages
     from curation.stage import KEPT
 

@@ -12,16 +12,13 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .stages.av_offset import AVOffsetFilter
-from .stages.captions import CaptionConfig
-from .stages.speech import SpeechConfig
-from .stages.syncnet import SyncNetFilter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _PosInt = Annotated[int, Field(gt=0)]
 _PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
+_Prob = Annotated[float, Field(ge=0, le=1)]
 
 
 class _Section(BaseModel):
@@ -139,6 +136,53 @@ class AestheticFilter(_Section):
         return self
 
 
+class SyncNetFilter(_Section):
+    enabled: bool = False
+    weights: Path | None = Field(None, description="syncnet_v2.model (a state dict; loaded weights-only)")
+    detector: Literal["haar", "yunet", "s3fd"] = "haar"
+    detector_weights: Path | None = Field(None, description="face_detection_yunet_2023mar.onnx for detector yunet; "
+                                          "an S3FD state dict (sfd_face.pth or s3fd-619a316812.pth) for s3fd")
+    max_abs_offset: Annotated[int, Field(ge=0)] = 3          # paper: |offset| <= 3 frames
+    min_confidence: Annotated[float, Field(allow_inf_nan=False)] = 1.5   # paper: confidence > 1.5
+    vshift: Annotated[int, Field(ge=1, le=50)] = 15
+    no_face: Literal["keep", "reject"] = "keep"
+    detect_width: Annotated[int, Field(ge=64)] = 640
+    detect_every: _PosInt = 1
+    # The reference pipeline wants 100 frames (4 s); our clips are 5.04 s, so 2 s of a face is enough.
+    min_track_frames: Annotated[int, Field(ge=5)] = 50
+    max_gap_frames: _PosInt = 25
+    min_face_size: Annotated[float, Field(ge=0)] = 48.0
+    crop_scale: Annotated[float, Field(ge=0, le=2)] = 0.4
+    max_track_frames: _PosInt | None = None
+    actors: _PosInt = 1
+    gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
+    batch_size: _PosInt = 4
+
+    @model_validator(mode="after")
+    def _weights_when_enabled(self) -> SyncNetFilter:
+        if self.enabled:
+            needed = ("weights", "detector_weights") if self.detector in ("yunet", "s3fd") else ("weights",)
+            missing = [n for n in needed if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"syncnet filter is enabled but {', '.join(missing)} is not set (detector_weights is "
+                                 f"needed for detector yunet or s3fd, here {self.detector}); point it at local "
+                                 "files, use detector: haar, or set enabled: false")
+        return self
+
+
+class AVOffsetFilter(_Section):
+    enabled: bool = True
+    # no_face: clips SyncNet found no face in (or did not score); all: every clip.
+    apply_to: Literal["no_face", "all"] = "no_face"
+    max_abs_offset: Annotated[int, Field(ge=0)] = 3            # same tolerance as SyncNet's paper rule
+    # Below: no evidence either way, keep. Measured peaks: 0.94 for flash-and-click clips, but up to
+    # 0.37 at a wrong lag for in-sync speech (lips move little against body and camera motion) and
+    # 0.38 for a steady tone over moving test patterns (no onsets at all). 0.6 rejects only the former.
+    min_confidence: Annotated[float, Field(ge=-1, le=1)] = 0.6
+    max_lag_frames: Annotated[int, Field(ge=1, le=100)] = 15
+    motion_width: Annotated[int, Field(ge=16, le=1024)] = 96
+
+
 class FiltersConfig(_Section):
     area: AreaFilter = AreaFilter()
     volume: VolumeFilter = VolumeFilter()
@@ -146,6 +190,110 @@ class FiltersConfig(_Section):
     aesthetic: AestheticFilter = AestheticFilter()
     syncnet: SyncNetFilter = SyncNetFilter()
     av_offset: AVOffsetFilter = AVOffsetFilter()
+
+
+class VadConfig(_Section):
+    enabled: bool = True
+    threshold: _Prob = 0.5                   # silero-vad's default
+    min_speech_ms: Annotated[int, Field(ge=0)] = 250
+    min_silence_ms: Annotated[int, Field(ge=0)] = 100
+    speech_pad_ms: Annotated[int, Field(ge=0)] = 30
+
+
+class AsrConfig(_Section):
+    enabled: bool = False                    # needs a local Whisper directory
+    backend: Literal["faster_whisper", "whisperx"] = "whisperx"   # Emilia-Pipe: whisperx
+    model_dir: Path | None = Field(None, description="ctranslate2 Whisper dir (e.g. faster-whisper-large-v3)")
+    align_model_dir: Path | None = Field(None, description="Wav2Vec2ForCTC + processor dir; whisperx only")
+    diarize_model: Path | None = Field(None, description="pyannote pipeline dir or config.yaml; whisperx only")
+    language: str | None = None              # None: detect per clip
+    device: Literal["cpu", "cuda"] = "cpu"
+    compute_type: Literal["float32", "float16", "bfloat16", "int8", "int8_float16", "default"] = "float32"
+    batch_size: Annotated[int, Field(gt=0)] = 8
+    beam_size: Annotated[int, Field(gt=0)] = 5
+    threads: Annotated[int, Field(gt=0)] = 1
+    max_new_tokens: Annotated[int, Field(gt=0)] | None = None
+    min_speakers: Annotated[int, Field(gt=0)] | None = None
+    max_speakers: Annotated[int, Field(gt=0)] | None = None
+    actors: Annotated[int, Field(gt=0)] = 1
+    gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AsrConfig:
+        if self.enabled and self.model_dir is None:
+            raise ValueError("speech.asr is enabled but model_dir is not set; give a local ctranslate2 Whisper dir")
+        if self.backend == "faster_whisper" and (self.align_model_dir or self.diarize_model):
+            raise ValueError("align_model_dir/diarize_model need backend: whisperx (runs in .venv-models)")
+        return self
+
+
+class AudioSegmentsConfig(_Section):
+    enabled: bool = False
+    max_s: Annotated[float, Field(gt=0, le=30)] = 12.0     # audio tower clips: up to 12 s (paper)
+    min_speech_s: Annotated[float, Field(ge=0)] = 1.0
+    min_sound_s: Annotated[float, Field(ge=0)] = 2.0
+    merge_gap_s: Annotated[float, Field(ge=0)] = 0.6
+    min_mean_volume_db: float = -60.0                        # same floor as the clip volume filter
+    kinds: list[Literal["speech", "sound"]] = ["speech", "sound"]
+    # The source's audio is read this much at a time (16 kHz float32: ~38 MB per 600 s), never whole.
+    decode_window_s: Annotated[float, Field(gt=0)] = 600.0
+
+    @model_validator(mode="after")
+    def _window_holds_a_segment(self) -> AudioSegmentsConfig:
+        if self.decode_window_s < self.max_s:
+            raise ValueError(f"speech.audio_segments.decode_window_s ({self.decode_window_s}) must be at least "
+                             f"max_s ({self.max_s}): a segment is cut from one window")
+        return self
+
+
+class SpeechConfig(_Section):
+    vad: VadConfig = VadConfig()
+    asr: AsrConfig = AsrConfig()
+    audio_segments: AudioSegmentsConfig = AudioSegmentsConfig()
+
+    @model_validator(mode="after")
+    def _speech_segments_need_asr(self) -> SpeechConfig:
+        if self.audio_segments.enabled and "speech" in self.audio_segments.kinds and not self.asr.enabled:
+            raise ValueError("speech.audio_segments makes speech segments, whose captions quote their words, but "
+                             "speech.asr is disabled; enable speech.asr or set speech.audio_segments.kinds: [sound]")
+        return self
+
+
+class EndpointBackend(_Section):
+    base_url: str = "http://127.0.0.1:8000/v1"       # vLLM's OpenAI server
+    model: str = "Qwen/Qwen2.5-Omni-7B"
+    api_key_env: str | None = None                    # name of the env var holding the key; never the key
+    timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    max_tokens: Annotated[int, Field(gt=0)] = 512
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
+    # input_audio: the model hears the clip (Omni/Audio models); description: vision-only models read about it.
+    audio_mode: Literal["input_audio", "description"] = "input_audio"
+
+
+class LocalBackend(_Section):
+    model_dir: str | None = None
+    max_new_tokens: Annotated[int, Field(gt=0)] = 256
+    device: str = "cpu"
+
+
+class CaptionConfig(_Section):
+    enabled: bool = False                    # needs an endpoint or a local model
+    backend: Literal["endpoint", "local"] = "endpoint"
+    endpoint: EndpointBackend = EndpointBackend()
+    local: LocalBackend = LocalBackend()
+    style: Literal["audcap", "audio_prefix"] = "audcap"   # Ovi's original checkpoints: audcap
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    num_frames: Annotated[int, Field(ge=1, le=32)] = 7    # paper: 7 evenly spaced frames
+    frame_width: Annotated[int, Field(ge=64, le=2048)] = 512
+    keep_manifest_caption: bool = True       # a good caption from the inputs manifest is used as is
+    actors: Annotated[int, Field(gt=0)] = 1
+    batch_size: Annotated[int, Field(gt=0)] = 4
+
+    @model_validator(mode="after")
+    def _local_needs_dir(self) -> CaptionConfig:
+        if self.enabled and self.backend == "local" and not self.local.model_dir:
+            raise ValueError("captions.backend is 'local' but captions.local.model_dir is not set")
+        return self
 
 
 class CurationConfig(_Section):
@@ -176,8 +324,12 @@ class ConfigError(ValueError):
     """A config file that cannot run; the message names every bad key and how to fix it."""
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> CurationConfig:
-    """Read and validate a YAML config; relative input/output paths stay relative to the working directory."""
+def read_config(path: str | Path, overrides: dict | None = None) -> CurationConfig:
+    """Read a YAML config and validate its keys and values; `overrides` maps dotted keys to values.
+
+    Checks that need the file system or the stage modules (model files, the inputs manifest) are
+    `curation.preflight.load_config`'s, which is what commands call.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -194,13 +346,9 @@ def load_config(path: str | Path, overrides: dict | None = None) -> CurationConf
             node = node.setdefault(part, {})
         node[leaf] = value
     try:
-        config = CurationConfig.model_validate(data)
+        return CurationConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: invalid curation config:\n  " + "\n  ".join(_format(e) for e in exc.errors())) from exc
-    problems = _environment_problems(config)
-    if problems:
-        raise ConfigError(f"{path}: " + "\n  ".join(problems))
-    return config
 
 
 def _format(error: dict) -> str:
@@ -209,45 +357,3 @@ def _format(error: dict) -> str:
         return f"{key}: unknown key (check the spelling against configs/curation.yaml)"
     msg = error["msg"].removeprefix("Value error, ")
     return f"{key}: {msg} (got {error.get('input')!r})" if error["type"] != "missing" else f"{key}: required"
-
-
-def _environment_problems(config: CurationConfig) -> list[str]:
-    """Checks that need the file system: cheap, and failing them later would waste the run so far."""
-    from .captioning.backends import local_model_problem as caption_model_problem
-    from .speech.asr import local_model_problems
-
-    problems = []
-    models_env_missing = not config.models_python().exists()
-
-    def needs_models_env(key: str) -> None:
-        if models_env_missing:
-            problems.append(f"{key} runs in .venv-models but {config.models_python()} does not exist; "
-                            "run `make models-env` or set ray.models_python")
-
-    def needs_files(key: str, paths: dict[str, Path | None]) -> None:
-        for name, path in paths.items():
-            if path is not None and not Path(path).is_file():
-                problems.append(f"{key}.{name}: {path} does not exist")
-
-    aesthetic = config.filters.aesthetic
-    if aesthetic.enabled:
-        needs_files("filters.aesthetic", {"clip_weights": aesthetic.clip_weights,
-                                          "head_weights": aesthetic.head_weights})
-        if aesthetic.environment == "models":
-            needs_models_env("filters.aesthetic (environment: models)")
-    syncnet = config.filters.syncnet
-    if syncnet.enabled:
-        needs_files("filters.syncnet", {"weights": syncnet.weights, "detector_weights": syncnet.detector_weights})
-    asr = config.speech.asr
-    if asr.enabled:
-        problems += local_model_problems(asr.settings())
-        if asr.backend == "whisperx":
-            needs_models_env("speech.asr (backend: whisperx)")
-    captions = config.captions
-    if captions.enabled and captions.backend == "local":
-        problem = caption_model_problem(captions.local.model_dir or "")
-        if problem:
-            problems.append(problem)
-    if config.inputs.manifest is not None and not config.inputs.manifest.is_file():
-        problems.append(f"inputs.manifest: {config.inputs.manifest} does not exist")
-    return problems

@@ -15,7 +15,8 @@ if __package__ in (None, ""):
     # everywhere, e.g. in a Ray job's working_dir).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from curation.config import ConfigError, load_config  # noqa: E402
+from curation.config import ConfigError  # noqa: E402
+from curation.preflight import load_config  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ from conftest import SHARED_MEDIA
 from curation.captioning.backends import TransformersCaptioner
 from curation.captioning.checker import check_caption, transcript_sentences
 from curation.captioning.prompt import CaptionRequest
-from curation.stages.captions import CaptionConfig, CaptionStage
+from curation.config import CaptionConfig
+from curation.stages.captions import CaptionStage
 from data_specs import speech_spans
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -150,7 +151,7 @@ def test_endpoint_retry_recovers_and_description_mode_sends_no_audio(tmp_path: P
 
 
 def test_audio_only_segment_is_captioned_from_its_audio_and_words(tmp_path: Path) -> None:
-    from curation.speech.audio import load_audio, save_flac
+    from ovi_pl.media.audio import load_audio, save_flac
 
     flac = save_flac(tmp_path / "seg.flac", load_audio(MEDIA / "two_men_closeup_704x1280.mp4"))
     segment = {"key": "seg", "status": "kept", "record_type": "audio_clip", "flac_path": str(flac),

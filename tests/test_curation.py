@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from curation.config import ConfigError, CurationConfig, load_config
+from curation.config import ConfigError, CurationConfig
+from curation.preflight import load_config
 from curation.keys import clip_key
 from curation.runner import apply_stage
 from curation.stage import Row, Stage
@@ -599,7 +600,7 @@ def _uses(proc: psutil.Process, temp_dir: str) -> bool:
 @needs_ffmpeg
 def test_transcode_resizes_to_the_training_area(tmp_path: Path) -> None:
     from curation.config import ClipConfig, TranscodeConfig
-    from curation.media import ffprobe_json
+    from ovi_pl.media.tools import ffprobe_json
     from curation.stages.transcode import TranscodeClips
 
     source = REAL_CLIPS[0]  # 1344x704

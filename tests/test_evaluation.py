@@ -94,7 +94,7 @@ def test_syncnet_scorer_scores_face_tracks_and_marks_faceless_clips(tmp_path):
     two-speaker clip. Random SyncNet weights (the released file cannot be downloaded here) make the
     values meaningless; what is tested is that a face clip gets finite Sync-C/D within the search
     range and a clip without faces gets NaN instead of a made-up score."""
-    from curation.syncnet import SyncNet
+    from ovi_pl.sync.model import SyncNet
     from ovi_pl.evaluation.sync import SyncNetScorer
 
     torch.manual_seed(0)

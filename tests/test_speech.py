@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from conftest import SHARED_MEDIA, models_python
 
-from curation.speech.audio import iter_audio_windows, load_audio, save_wav
+from ovi_pl.media.audio import iter_audio_windows, load_audio, save_wav
 from curation.speech.segments import plan_segments
 from curation.speech.vad import VoiceActivity
 from curation.keys import audio_segment_key
-from curation.stages.speech import (AsrConfig, AudioSegmentsConfig, AudioSegmentsStage, TranscribeStage,
-                                    VadConfig, VoiceActivityStage, audio_only_sample_json, segment_caption)
+from curation.config import AsrConfig, AudioSegmentsConfig, VadConfig
+from curation.stages.speech import (AudioSegmentsStage, TranscribeStage, VoiceActivityStage, audio_only_sample_json,
+                                    segment_caption)
 from data_specs import Transcript, parse_sample_meta
 
 TESTS = Path(__file__).parent
@@ -178,7 +179,7 @@ def test_whisperx_transcribes_and_aligns_from_local_dirs(tiny_models: dict[str, 
     out = _in_models_env(f"""
 import json
 from curation.speech.asr import AsrSettings, load_asr
-from curation.speech.audio import load_audio
+from ovi_pl.media.audio import load_audio
 asr = load_asr(AsrSettings(backend="whisperx", model_dir={str(tiny_models['whisper'])!r},
                            align_model_dir={str(tiny_models['wav2vec2'])!r}, beam_size=1, batch_size=4))
 print("RESULT" + json.dumps(asr.transcribe(load_audio({str(MEDIA / 'two_men_closeup_704x1280.mp4')!r}))))
@@ -194,8 +195,9 @@ DIARIZE = """
 import json, sys, sysconfig
 import soundfile
 from pathlib import Path
-from curation.stages.speech import AsrConfig, TranscribeStage
-from curation.speech.audio import load_audio
+from curation.config import AsrConfig
+from curation.stages.speech import TranscribeStage
+from ovi_pl.media.audio import load_audio
 models, out = json.loads(sys.argv[1]), Path(sys.argv[2])
 # found on disk, not imported: importing pyannote.audio first would switch its telemetry on, and the
 # test checks that the ASR worker, which imports it first in a real run, leaves it off

@@ -11,13 +11,14 @@ import pytest
 from conftest import SHARED_MEDIA
 import torch
 
-from curation.stages.av_offset import AVOffsetFilter, AVOffsetStage, clip_offset
-from curation.stages.syncnet import SyncNetFilter, SyncNetFilterStage
-from curation.speech.audio import load_audio
-from curation.syncnet.faces import Box, HaarFaceDetector, StaticBoxes, iou, track_faces
-from curation.syncnet.mfcc import mfcc
-from curation.syncnet.model import SyncNet, load_syncnet
-from curation.syncnet.score import sync_scores
+from curation.config import AVOffsetFilter, SyncNetFilter
+from curation.stages.av_offset import AVOffsetStage, clip_offset
+from curation.stages.syncnet import SyncNetFilterStage
+from ovi_pl.media.audio import load_audio
+from ovi_pl.sync.faces import Box, HaarFaceDetector, StaticBoxes, iou, track_faces
+from ovi_pl.sync.mfcc import mfcc
+from ovi_pl.sync.model import SyncNet, load_syncnet
+from ovi_pl.sync.score import sync_scores
 
 sys.path.insert(0, str(Path(__file__).parent))
 from speech_media import make_flash_clip  # noqa: E402
@@ -183,7 +184,7 @@ def test_av_offset_defaults_keep_the_real_in_sync_speech_clips() -> None:
     assert all("av_offset" in r["scores"] for r in out)
 
 
-# --- S3FD (curation/syncnet/s3fd.py) ---------------------------------------------------------------------------
+# --- S3FD (ovi_pl/sync/s3fd.py) ---------------------------------------------------------------------------
 # Read off the reference networks (face_alignment's net_s3fd.py; syncnet_python's detectors/s3fd/nets.py):
 # 65 tensors, 22,459,110 parameters; a few characteristic (key, shape) pairs in face_alignment's names, and the
 # same tensors under syncnet_python's names.
@@ -206,7 +207,7 @@ SYNCNET_PYTHON_S3FD = {"vgg.0.weight": "conv1_1.weight", "vgg.14.bias": "conv3_3
 
 @pytest.fixture(scope="module")
 def s3fd_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from curation.syncnet.s3fd import S3FDNet
+    from ovi_pl.sync.s3fd import S3FDNet
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("s3fd") / "s3fd.pth"
@@ -215,7 +216,7 @@ def s3fd_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_s3fd_network_has_the_released_key_layout() -> None:
-    from curation.syncnet.s3fd import SYNCNET_PYTHON_NAMES, S3FDNet
+    from ovi_pl.sync.s3fd import SYNCNET_PYTHON_NAMES, S3FDNet
 
     sd = S3FDNet().state_dict()
     assert len(sd) == S3FD_NUM_TENSORS and sum(v.numel() for v in sd.values()) == S3FD_NUM_PARAMS
@@ -230,7 +231,7 @@ def test_s3fd_network_has_the_released_key_layout() -> None:
 
 
 def test_s3fd_loader_reads_both_layouts_and_names_bad_keys(s3fd_weights: Path, tmp_path: Path) -> None:
-    from curation.syncnet.s3fd import SYNCNET_PYTHON_NAMES, load_s3fd
+    from ovi_pl.sync.s3fd import SYNCNET_PYTHON_NAMES, load_s3fd
 
     net, order = load_s3fd(s3fd_weights)
     assert order == "bgr" and not net.training and net.fc6.dilation == (1, 1)
@@ -257,7 +258,7 @@ def test_s3fd_decodes_one_confident_box_and_suppresses_its_neighbour(s3fd_weight
     """Head outputs built by hand: a face at level 3 (stride 32, anchor 128), cell (row 3, col 4), whose
     regression encodes the box (100, 40, 200, 160); a weaker copy 4 px to the right in the next cell is an
     overlap NMS must remove. Checks the anchor grid, the variances and the pixel scale."""
-    from curation.syncnet.s3fd import S3FDDetector
+    from ovi_pl.sync.s3fd import S3FDDetector
 
     det = S3FDDetector(s3fd_weights, score_threshold=0.8)
     height, width = 256, 320
@@ -293,7 +294,7 @@ def test_s3fd_runs_on_a_real_frame_with_random_weights(s3fd_weights: Path) -> No
     import av
     import cv2
 
-    from curation.syncnet.s3fd import S3FDDetector
+    from ovi_pl.sync.s3fd import S3FDDetector
 
     with av.open(str(MEDIA / "two_men_closeup_704x1280.mp4")) as container:
         frame = next(container.decode(video=0)).to_ndarray(format="bgr24")
@@ -309,6 +310,6 @@ def test_s3fd_config_needs_detector_weights(random_weights: Path, s3fd_weights: 
     config = SyncNetFilter(enabled=True, weights=random_weights, detector="s3fd", detector_weights=s3fd_weights)
     stage = SyncNetFilterStage(config)
     stage.setup()
-    from curation.syncnet.s3fd import S3FDDetector
+    from ovi_pl.sync.s3fd import S3FDDetector
 
     assert isinstance(stage._detector, S3FDDetector)

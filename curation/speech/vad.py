@@ -47,7 +47,7 @@ class VoiceActivity:
         Speech that runs over a window's edge comes back from the two windows as a span ending at the
         edge and one starting there; those two are joined, as one pass over the whole file would give.
         """
-        from .audio import iter_audio_windows
+        from ovi_pl.media.audio import iter_audio_windows
 
         # silero scores 512-sample frames and pads spans by speech_pad_ms: "at the edge" within both
         edge_s = 512 / SAMPLE_RATE + self.settings.speech_pad_ms / 1000

@@ -15,27 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from ..config import AVOffsetFilter
 from ..stage import Row, Stage
-
-
-class AVOffsetFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    enabled: bool = True
-    # no_face: clips SyncNet found no face in (or did not score); all: every clip.
-    apply_to: Literal["no_face", "all"] = "no_face"
-    max_abs_offset: Annotated[int, Field(ge=0)] = 3            # same tolerance as SyncNet's paper rule
-    # Below: no evidence either way, keep. Measured peaks: 0.94 for flash-and-click clips, but up to
-    # 0.37 at a wrong lag for in-sync speech (lips move little against body and camera motion) and
-    # 0.38 for a steady tone over moving test patterns (no onsets at all). 0.6 rejects only the former.
-    min_confidence: Annotated[float, Field(ge=-1, le=1)] = 0.6
-    max_lag_frames: Annotated[int, Field(ge=1, le=100)] = 15
-    motion_width: Annotated[int, Field(ge=16, le=1024)] = 96
 
 
 @dataclass(frozen=True)
@@ -118,7 +103,7 @@ class AVOffsetStage(Stage):
         self.config = config
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
-        from ..speech.audio import load_audio
+        from ovi_pl.media.audio import load_audio
 
         c = self.config
         out = []

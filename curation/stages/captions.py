@@ -6,57 +6,10 @@ tag grammar, the configured audio-description style, and the transcript quoted i
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from ..config import CaptionConfig
 from ..stage import Resources, Row, Stage
-
-_Strict = ConfigDict(extra="forbid", validate_default=True)
-
-
-class EndpointBackend(BaseModel):
-    model_config = _Strict
-
-    base_url: str = "http://127.0.0.1:8000/v1"       # vLLM's OpenAI server
-    model: str = "Qwen/Qwen2.5-Omni-7B"
-    api_key_env: str | None = None                    # name of the env var holding the key; never the key
-    timeout_s: Annotated[float, Field(gt=0)] = 120.0
-    max_tokens: Annotated[int, Field(gt=0)] = 512
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0.2
-    # input_audio: the model hears the clip (Omni/Audio models); description: vision-only models read about it.
-    audio_mode: Literal["input_audio", "description"] = "input_audio"
-
-
-class LocalBackend(BaseModel):
-    model_config = _Strict
-
-    model_dir: str | None = None
-    max_new_tokens: Annotated[int, Field(gt=0)] = 256
-    device: str = "cpu"
-
-
-class CaptionConfig(BaseModel):
-    model_config = _Strict
-
-    enabled: bool = False                    # needs an endpoint or a local model
-    backend: Literal["endpoint", "local"] = "endpoint"
-    endpoint: EndpointBackend = EndpointBackend()
-    local: LocalBackend = LocalBackend()
-    style: Literal["audcap", "audio_prefix"] = "audcap"   # Ovi's original checkpoints: audcap
-    retries: Annotated[int, Field(ge=0, le=10)] = 2
-    num_frames: Annotated[int, Field(ge=1, le=32)] = 7    # paper: 7 evenly spaced frames
-    frame_width: Annotated[int, Field(ge=64, le=2048)] = 512
-    keep_manifest_caption: bool = True       # a good caption from the inputs manifest is used as is
-    actors: Annotated[int, Field(gt=0)] = 1
-    batch_size: Annotated[int, Field(gt=0)] = 4
-
-    @model_validator(mode="after")
-    def _local_needs_dir(self) -> CaptionConfig:
-        if self.enabled and self.backend == "local" and not self.local.model_dir:
-            raise ValueError("captions.backend is 'local' but captions.local.model_dir is not set")
-        return self
-
 
 def make_captioner(config: CaptionConfig) -> Any:
     from ..captioning.backends import OpenAIChatCaptioner, TransformersCaptioner
@@ -99,7 +52,7 @@ class CaptionStage(Stage):
     def request(self, row: Row) -> Any:
         from ..captioning.prompt import CaptionRequest, sample_frames_jpeg, wav_bytes
         from ..captioning.checker import transcript_sentences
-        from ..speech.audio import load_audio
+        from ovi_pl.media.audio import load_audio
 
         transcript = row.get("transcript") or {}
         sentences = transcript_sentences([s["text"] for s in transcript.get("segments", []) if s.get("text")])

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..config import ProbeConfig
-from ..media import MediaToolError, ffprobe_json, parse_rate
+from ovi_pl.media.tools import MediaToolError, ffprobe_json, parse_rate
 from ..stage import Row, Stage
 from .discover import DIRECT_SCHEMES
 

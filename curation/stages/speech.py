@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from ..config import AsrConfig, AudioSegmentsConfig, VadConfig
 from ..stage import Resources, Row, Stage
 
 if TYPE_CHECKING:
@@ -26,101 +25,24 @@ if TYPE_CHECKING:
 
     from ..speech.segments import AudioSegment
 
-_Strict = ConfigDict(extra="forbid", validate_default=True)
-_Prob = Annotated[float, Field(ge=0, le=1)]
+def vad_settings(config: VadConfig) -> Any:
+    """The plain-dataclass settings `VoiceActivity` takes."""
+    from ..speech.vad import VadSettings
+
+    return VadSettings(config.threshold, config.min_speech_ms, config.min_silence_ms, config.speech_pad_ms)
 
 
-class VadConfig(BaseModel):
-    model_config = _Strict
+def asr_settings(config: AsrConfig) -> Any:
+    """The plain-dataclass settings the ASR worker uses (`.venv-models` has no pydantic)."""
+    from ..speech.asr import AsrSettings
 
-    enabled: bool = True
-    threshold: _Prob = 0.5                   # silero-vad's default
-    min_speech_ms: Annotated[int, Field(ge=0)] = 250
-    min_silence_ms: Annotated[int, Field(ge=0)] = 100
-    speech_pad_ms: Annotated[int, Field(ge=0)] = 30
-
-    def settings(self) -> Any:
-        """The plain-dataclass settings `VoiceActivity` takes."""
-        from ..speech.vad import VadSettings
-
-        return VadSettings(self.threshold, self.min_speech_ms, self.min_silence_ms, self.speech_pad_ms)
-
-
-class AsrConfig(BaseModel):
-    model_config = _Strict
-
-    enabled: bool = False                    # needs a local Whisper directory
-    backend: Literal["faster_whisper", "whisperx"] = "whisperx"   # Emilia-Pipe: whisperx
-    model_dir: Path | None = Field(None, description="ctranslate2 Whisper dir (e.g. faster-whisper-large-v3)")
-    align_model_dir: Path | None = Field(None, description="Wav2Vec2ForCTC + processor dir; whisperx only")
-    diarize_model: Path | None = Field(None, description="pyannote pipeline dir or config.yaml; whisperx only")
-    language: str | None = None              # None: detect per clip
-    device: Literal["cpu", "cuda"] = "cpu"
-    compute_type: Literal["float32", "float16", "bfloat16", "int8", "int8_float16", "default"] = "float32"
-    batch_size: Annotated[int, Field(gt=0)] = 8
-    beam_size: Annotated[int, Field(gt=0)] = 5
-    threads: Annotated[int, Field(gt=0)] = 1
-    max_new_tokens: Annotated[int, Field(gt=0)] | None = None
-    min_speakers: Annotated[int, Field(gt=0)] | None = None
-    max_speakers: Annotated[int, Field(gt=0)] | None = None
-    actors: Annotated[int, Field(gt=0)] = 1
-    gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
-
-    @model_validator(mode="after")
-    def _consistent(self) -> AsrConfig:
-        if self.enabled and self.model_dir is None:
-            raise ValueError("speech.asr is enabled but model_dir is not set; give a local ctranslate2 Whisper dir")
-        if self.backend == "faster_whisper" and (self.align_model_dir or self.diarize_model):
-            raise ValueError("align_model_dir/diarize_model need backend: whisperx (runs in .venv-models)")
-        return self
-
-    def settings(self) -> Any:
-        """The plain-dataclass settings the worker uses (`.venv-models` has no pydantic)."""
-        from ..speech.asr import AsrSettings
-
-        return AsrSettings(backend=self.backend, model_dir=str(self.model_dir or ""), device=self.device,
-                           compute_type=self.compute_type, language=self.language, batch_size=self.batch_size,
-                           beam_size=self.beam_size, threads=self.threads,
-                           align_model_dir=str(self.align_model_dir) if self.align_model_dir else None,
-                           diarize_model=str(self.diarize_model) if self.diarize_model else None,
-                           min_speakers=self.min_speakers, max_speakers=self.max_speakers,
-                           max_new_tokens=self.max_new_tokens)
-
-
-class AudioSegmentsConfig(BaseModel):
-    model_config = _Strict
-
-    enabled: bool = False
-    max_s: Annotated[float, Field(gt=0, le=30)] = 12.0     # audio tower clips: up to 12 s (paper)
-    min_speech_s: Annotated[float, Field(ge=0)] = 1.0
-    min_sound_s: Annotated[float, Field(ge=0)] = 2.0
-    merge_gap_s: Annotated[float, Field(ge=0)] = 0.6
-    min_mean_volume_db: float = -60.0                        # same floor as the clip volume filter
-    kinds: list[Literal["speech", "sound"]] = ["speech", "sound"]
-    # The source's audio is read this much at a time (16 kHz float32: ~38 MB per 600 s), never whole.
-    decode_window_s: Annotated[float, Field(gt=0)] = 600.0
-
-    @model_validator(mode="after")
-    def _window_holds_a_segment(self) -> AudioSegmentsConfig:
-        if self.decode_window_s < self.max_s:
-            raise ValueError(f"speech.audio_segments.decode_window_s ({self.decode_window_s}) must be at least "
-                             f"max_s ({self.max_s}): a segment is cut from one window")
-        return self
-
-
-class SpeechConfig(BaseModel):
-    model_config = _Strict
-
-    vad: VadConfig = VadConfig()
-    asr: AsrConfig = AsrConfig()
-    audio_segments: AudioSegmentsConfig = AudioSegmentsConfig()
-
-    @model_validator(mode="after")
-    def _speech_segments_need_asr(self) -> SpeechConfig:
-        if self.audio_segments.enabled and "speech" in self.audio_segments.kinds and not self.asr.enabled:
-            raise ValueError("speech.audio_segments makes speech segments, whose captions quote their words, but "
-                             "speech.asr is disabled; enable speech.asr or set speech.audio_segments.kinds: [sound]")
-        return self
+    return AsrSettings(backend=config.backend, model_dir=str(config.model_dir or ""), device=config.device,
+                       compute_type=config.compute_type, language=config.language, batch_size=config.batch_size,
+                       beam_size=config.beam_size, threads=config.threads,
+                       align_model_dir=str(config.align_model_dir) if config.align_model_dir else None,
+                       diarize_model=str(config.diarize_model) if config.diarize_model else None,
+                       min_speakers=config.min_speakers, max_speakers=config.max_speakers,
+                       max_new_tokens=config.max_new_tokens)
 
 
 def _audio_path(row: Row) -> str:
@@ -134,7 +56,7 @@ class VoiceActivityStage(Stage):
     name: ClassVar[str] = "vad"
 
     def __init__(self, config: VadConfig):
-        self.settings = config.settings()
+        self.settings = vad_settings(config)
         self._vad: Any = None
 
     def setup(self) -> None:
@@ -144,7 +66,7 @@ class VoiceActivityStage(Stage):
             self._vad = VoiceActivity(self.settings)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
-        from ..speech.audio import load_audio
+        from ovi_pl.media.audio import load_audio
         from ..speech.vad import speech_fraction
 
         self.setup()
@@ -162,7 +84,7 @@ class TranscribeStage(Stage):
     takes_audio_only: ClassVar[bool] = True
 
     def __init__(self, config: AsrConfig):
-        self.settings = config.settings()
+        self.settings = asr_settings(config)
         env = "models" if config.backend == "whisperx" else "main"
         self.resources = Resources(cpus=float(config.threads), gpus=config.gpus_per_actor,  # type: ignore[misc]
                                    actors=config.actors, environment=env)
@@ -177,7 +99,7 @@ class TranscribeStage(Stage):
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         from ..speech.asr import normalise
-        from ..speech.audio import load_audio
+        from ovi_pl.media.audio import load_audio
 
         self.setup()
         out = []
@@ -217,7 +139,7 @@ class AudioSegmentsStage(Stage):
 
     def __init__(self, config: AudioSegmentsConfig, vad: VadConfig, work_dir: str):
         self.config = config
-        self.vad_settings = vad.settings()
+        self.vad_settings = vad_settings(vad)
         self.work_dir = work_dir
         self._vad: Any = None
 
@@ -229,7 +151,7 @@ class AudioSegmentsStage(Stage):
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         from ..keys import audio_segment_key
-        from ..speech.audio import save_flac
+        from ovi_pl.media.audio import save_flac
         from ..speech.segments import plan_segments
         from .volume import mean_volume_db
 
@@ -268,7 +190,7 @@ class AudioSegmentsStage(Stage):
 def _segment_audio(path: str, plans: list[AudioSegment], window_s: float) -> Iterator[tuple[AudioSegment, np.ndarray]]:
     """Each planned segment (sorted, disjoint) with its 16 kHz samples, reading the source in stretches
     of at most `window_s` that hold whole segments."""
-    from ..speech.audio import load_audio
+    from ovi_pl.media.audio import load_audio
 
     group: list[AudioSegment] = []
     for seg in [*plans, None]:

@@ -6,57 +6,16 @@ judged by its most confident track: the speaker. Clips without a face track are 
 num_faces = 0) or rejected, by config; `av_offset` covers them with an onset/motion estimate.
 
 Faces come from OpenCV's Haar cascade by default (shipped with opencv-python, offline), from a
-local YuNet ONNX model (curation/syncnet/faces.py) or from local S3FD weights
-(curation/syncnet/s3fd.py). Off by default: SyncNet's weights (`syncnet_v2.model`) are a local file
+local YuNet ONNX model (ovi_pl/sync/faces.py) or from local S3FD weights
+(ovi_pl/sync/s3fd.py). Off by default: SyncNet's weights (`syncnet_v2.model`) are a local file
 the user provides.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from ..config import SyncNetFilter
 from ..stage import Resources, Row, Stage
-
-_PosInt = Annotated[int, Field(gt=0)]
-
-
-class SyncNetFilter(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-    enabled: bool = False
-    weights: Path | None = Field(None, description="syncnet_v2.model (a state dict; loaded weights-only)")
-    detector: Literal["haar", "yunet", "s3fd"] = "haar"
-    detector_weights: Path | None = Field(None, description="face_detection_yunet_2023mar.onnx for detector yunet; "
-                                          "an S3FD state dict (sfd_face.pth or s3fd-619a316812.pth) for s3fd")
-    max_abs_offset: Annotated[int, Field(ge=0)] = 3          # paper: |offset| <= 3 frames
-    min_confidence: Annotated[float, Field(allow_inf_nan=False)] = 1.5   # paper: confidence > 1.5
-    vshift: Annotated[int, Field(ge=1, le=50)] = 15
-    no_face: Literal["keep", "reject"] = "keep"
-    detect_width: Annotated[int, Field(ge=64)] = 640
-    detect_every: _PosInt = 1
-    # The reference pipeline wants 100 frames (4 s); our clips are 5.04 s, so 2 s of a face is enough.
-    min_track_frames: Annotated[int, Field(ge=5)] = 50
-    max_gap_frames: _PosInt = 25
-    min_face_size: Annotated[float, Field(ge=0)] = 48.0
-    crop_scale: Annotated[float, Field(ge=0, le=2)] = 0.4
-    max_track_frames: _PosInt | None = None
-    actors: _PosInt = 1
-    gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
-    batch_size: _PosInt = 4
-
-    @model_validator(mode="after")
-    def _weights_when_enabled(self) -> SyncNetFilter:
-        if self.enabled:
-            needed = ("weights", "detector_weights") if self.detector in ("yunet", "s3fd") else ("weights",)
-            missing = [n for n in needed if getattr(self, n) is None]
-            if missing:
-                raise ValueError(f"syncnet filter is enabled but {', '.join(missing)} is not set (detector_weights is "
-                                 f"needed for detector yunet or s3fd, here {self.detector}); point it at local "
-                                 "files, use detector: haar, or set enabled: false")
-        return self
-
 
 class SyncNetFilterStage(Stage):
     name: ClassVar[str] = "syncnet"
@@ -70,9 +29,9 @@ class SyncNetFilterStage(Stage):
     def setup(self) -> None:
         import torch
 
-        from ..syncnet.clip import TrackSettings
-        from ..syncnet.faces import HaarFaceDetector, YuNetDetector
-        from ..syncnet.model import load_syncnet
+        from ovi_pl.sync.clip import TrackSettings
+        from ovi_pl.sync.faces import HaarFaceDetector, YuNetDetector
+        from ovi_pl.sync.model import load_syncnet
 
         c = self.config
         if c.weights is None:
@@ -88,7 +47,7 @@ class SyncNetFilterStage(Stage):
             elif c.detector == "yunet":
                 self._detector = YuNetDetector(c.detector_weights)
             else:
-                from ..syncnet.s3fd import S3FDDetector
+                from ovi_pl.sync.s3fd import S3FDDetector
 
                 self._detector = S3FDDetector(c.detector_weights, device=self.device)
         self.settings = TrackSettings(c.detect_width, c.detect_every, c.min_track_frames, c.max_gap_frames,
@@ -96,8 +55,8 @@ class SyncNetFilterStage(Stage):
                                       max_track_frames=c.max_track_frames)
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
-        from ..speech.audio import load_audio
-        from ..syncnet.clip import score_clip
+        from ovi_pl.media.audio import load_audio
+        from ovi_pl.sync.clip import score_clip
 
         if not hasattr(self, "model"):
             self.setup()

@@ -7,7 +7,7 @@ from typing import ClassVar
 from data_specs.geometry import target_size
 
 from ..config import ClipConfig, TranscodeConfig
-from ..media import FFMPEG, count_video_frames, ffprobe_json, run_tool
+from ovi_pl.media.tools import FFMPEG, count_video_frames, ffprobe_json, run_tool
 from ..stage import Row, Stage
 
 

@@ -2,7 +2,7 @@
 
 Sync-C (confidence, higher is better) and Sync-D (minimum audio-visual embedding distance, lower
 is better) are SyncNet's scores (DESIGN.md section 3). `SyncNetScorer` runs the project's SyncNet
-(curation/syncnet/, the one the curation filter uses) on a clip's most confident face track. Any
+(ovi_pl/sync/, the one the curation filter uses) on a clip's most confident face track. Any
 other callable from an mp4 path to a `SyncScore` can be named on the command line as
 `module:attribute` (a function, or a class instantiated with no arguments).
 """
@@ -49,9 +49,9 @@ class SyncNetScorer:
     """
 
     def __init__(self, weights: str | Path, min_track_frames: int = 25, vshift: int = 15, device: str = "cpu") -> None:
-        from curation.syncnet.clip import TrackSettings
-        from curation.syncnet.faces import HaarFaceDetector
-        from curation.syncnet.model import load_syncnet
+        from ovi_pl.sync.clip import TrackSettings
+        from ovi_pl.sync.faces import HaarFaceDetector
+        from ovi_pl.sync.model import load_syncnet
 
         self.model = load_syncnet(weights, device)
         self.detector = HaarFaceDetector()
@@ -59,8 +59,8 @@ class SyncNetScorer:
         self.vshift, self.device = vshift, device
 
     def __call__(self, path: Path) -> SyncScore:
-        from curation.speech.audio import load_audio
-        from curation.syncnet.clip import score_clip
+        from ovi_pl.media.audio import load_audio
+        from ovi_pl.sync.clip import score_clip
 
         tracks = score_clip(path, load_audio(path), self.model, self.detector, self.settings, self.vshift, self.device)
         if not tracks:
