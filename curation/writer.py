@@ -11,7 +11,6 @@ Crash safety rests on three rules:
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -20,6 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from data_specs.members import split_member_name
+from data_specs.shards import add_sample
 
 SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
 TMP_PREFIX = ".tmp-"
@@ -74,12 +76,7 @@ class ShardWriter:
             self.current = _OpenShard(self.next_index, tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT))
             self.next_index += 1
         shard = self.current
-        for ext, payload in members.items():
-            data = payload.read_bytes() if isinstance(payload, Path) else payload
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
-            shard.tar.addfile(info, io.BytesIO(data))
-            shard.bytes += len(data)
+        shard.bytes += add_sample(shard.tar, key, members, mtime=int(time.time()))
         shard.keys.append(key)
         if len(shard.keys) >= self.max_samples or shard.bytes >= self.max_bytes:
             return [self.close()]
@@ -108,7 +105,7 @@ class ShardWriter:
 
 def _tar_keys(path: Path) -> set[str]:
     with tarfile.open(path, "r") as tar:
-        return {name.split("/")[-1].split(".", 1)[0] for name in tar.getnames()}
+        return {split[0] for name in tar.getnames() if (split := split_member_name(name)) is not None}
 
 
 class Markers:

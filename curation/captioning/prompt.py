@@ -49,25 +49,17 @@ class CaptionRequest:
 
 
 def sample_frames_jpeg(video: str | Path, count: int = NUM_FRAMES, width: int = 512, quality: int = 85) -> list[bytes]:
-    """`count` evenly spaced frames as JPEG bytes, resized to `width` (tokens cost; 512 px shows faces)."""
+    """`count` evenly spaced frames as JPEG bytes, scaled down to `width` (tokens cost; 512 px shows faces)."""
     import cv2
 
-    cap = cv2.VideoCapture(str(video))
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    wanted = sorted({int(i) for i in np.linspace(0, max(total - 1, 0), count)})
-    frames: list[bytes] = []
-    for index in range(wanted[-1] + 1 if wanted else 0):
-        ok, frame = cap.read()
+    from ovi_pl.media.frames import sample_frames
+
+    frames = []
+    for frame in sample_frames(video, count, width=width):
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
-            break
-        if index in wanted:
-            h, w = frame.shape[:2]
-            frame = cv2.resize(frame, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-            ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
-            frames.append(buf.tobytes())
-    cap.release()
-    if not frames:
-        raise RuntimeError(f"could not decode frames of {video}")
+            raise RuntimeError(f"OpenCV could not encode a frame of {video} as JPEG")
+        frames.append(buf.tobytes())
     return frames
 
 

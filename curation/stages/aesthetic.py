@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ovi_pl.media.frames import sample_frames  # ffmpeg and numpy only: imports in .venv-models too
+
 from ..config import AestheticFilter
 from ..stage import Resources, Row, Stage
 
@@ -62,27 +64,6 @@ def load_head(path: str | Path) -> Any:
     return head.eval()
 
 
-def sample_frames(path: str, count: int) -> list[Any]:
-    """`count` evenly spaced RGB frames of a clip as numpy arrays."""
-    import cv2
-    import numpy as np
-
-    cap = cv2.VideoCapture(path)
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    wanted = {int(i) for i in np.linspace(0, max(total - 1, 0), count)}
-    frames = []
-    for index in range(max(wanted) + 1):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if index in wanted:
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    if not frames:
-        raise RuntimeError(f"could not decode frames of {path}")
-    return frames
-
-
 class AestheticFilterStage(Stage):
     name: ClassVar[str] = "aesthetic"
 
@@ -115,7 +96,8 @@ class AestheticFilterStage(Stage):
     def process_batch(self, rows: list[Row]) -> list[Row]:
         out = []
         for row in rows:
-            score = round(self.score(sample_frames(row["mp4_path"], self.config.num_frames)), 4)
+            frames = sample_frames(row["mp4_path"], self.config.num_frames, pix_fmt="rgb24")
+            score = round(self.score(frames), 4)
             if score < self.config.min_score:
                 out.append(self.reject(row, "low_aesthetic", f"aesthetic {score:.2f} < filters.aesthetic.min_score "
                                        f"{self.config.min_score}", aesthetic=score))

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from data_specs import AudioVideoSample, find_shards, iter_shard_samples, parse_sample_meta
+from data_specs.shards import add_sample
 
 from ..stage import Resources, Row, Stage
 
@@ -92,7 +93,7 @@ class LatentStage(Stage):
                     except Exception as exc:  # noqa: BLE001 - one bad clip must not cost the shard
                         failed.append({"key": sample.key, "error": f"{type(exc).__name__}: {exc}"[:500]})
                         continue
-                    _add_sample(tar, sample.key, members)
+                    add_sample(tar, sample.key, members)  # json first, mtime 0: the same bytes on every run
                     written += 1
             if not written:
                 tmp.unlink()
@@ -146,15 +147,6 @@ class LatentStage(Stage):
         parse_sample_meta(new_meta, source=f"{key}.json with latents")  # never write a sample the spec refuses
         out["json"] = json.dumps(new_meta, sort_keys=True).encode()
         return out
-
-
-def _add_sample(tar: tarfile.TarFile, key: str, members: dict[str, bytes]) -> None:
-    # json first, then the rest by name: the same bytes on every run.
-    for ext in sorted(members, key=lambda e: (e != "json", e)):
-        info = tarfile.TarInfo(f"{key}.{ext}")
-        info.size = len(members[ext])
-        info.mode = 0o644
-        tar.addfile(info, io.BytesIO(members[ext]))
 
 
 def shard_rows(input_dir: str | Path, output_dir: str | Path) -> list[Row]:

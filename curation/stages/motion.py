@@ -5,6 +5,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ovi_pl.media.frames import frame_count, pick_frames, video_info
+
 from ..config import MotionFilter
 from ..stage import Row, Stage
 
@@ -13,27 +15,15 @@ def motion_score(path: str, num_pairs: int, resize_width: int) -> float:
     """Mean flow magnitude (pixels per frame at `resize_width`) over `num_pairs` evenly spaced consecutive pairs."""
     import cv2
 
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise RuntimeError(f"OpenCV cannot open {path}")
-    try:
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if total < 2:
-            raise RuntimeError(f"{path} has {total} frames; motion needs at least 2")
-        firsts = sorted({int(i) for i in np.linspace(0, total - 2, num_pairs)})
-        wanted = set(firsts) | {i + 1 for i in firsts}
-        frames: dict[int, np.ndarray] = {}
-        # Sequential decoding: seeking in H.264 decodes from the keyframe anyway and is less exact.
-        for index in range(max(wanted) + 1):
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index in wanted:
-                h, w = frame.shape[:2]
-                size = (resize_width, max(2, round(h * resize_width / w)))
-                frames[index] = cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
-    finally:
-        cap.release()
+    info = video_info(path)
+    total = frame_count(path, info)
+    if total < 2:
+        raise RuntimeError(f"{path} has {total} frames; motion needs at least 2")
+    firsts = sorted({int(i) for i in np.linspace(0, total - 2, num_pairs)})
+    # One sequential pass (seeking in H.264 decodes from the keyframe anyway and is less exact), grey,
+    # scaled by ffmpeg to exactly `resize_width` (up too: the score is in pixels at that width).
+    frames = pick_frames(path, set(firsts) | {i + 1 for i in firsts}, width=resize_width, upscale=True,
+                         pix_fmt="gray", info=info)
     mags = []
     for i in firsts:
         if i in frames and i + 1 in frames:

@@ -6,6 +6,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ovi_pl.media.audio import decode_audio
+
 from ..config import VolumeFilter
 from ..stage import Row, Stage
 
@@ -29,11 +31,10 @@ class VolumeFilterStage(Stage):
         self.config = config
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
-        import soundfile
-
         out = []
         for row in rows:
-            samples, _ = soundfile.read(row["flac_path"], dtype="float32", always_2d=False)
+            # The clip's FLAC, read in process as stored (16 kHz mono from transcode): no ffmpeg start-up.
+            samples = decode_audio(row["flac_path"], sample_rate=None)
             db = round(mean_volume_db(samples), 3)
             if db < self.config.min_mean_volume_db:
                 out.append(self.reject(row, "low_volume", f"mean volume {db:.1f} dB < filters.volume."

@@ -1,17 +1,9 @@
 """Resizing for the centre crop, latent grids and clip lengths (the crop size rule is data_specs.geometry)."""
 from __future__ import annotations
 
-import math
-
 from data_specs.latents import VIDEO_SPATIAL_STRIDE, VIDEO_TEMPORAL_STRIDE
 
 AUDIO_SAMPLES_PER_LATENT = 512  # 16 kHz / 31.25
-
-
-def resize_for_crop(height: int, width: int, target: tuple[int, int]) -> tuple[int, int]:
-    """The smallest size with the clip's aspect ratio that covers `target`; centre-cropping it gives `target`."""
-    scale = max(target[0] / height, target[1] / width)
-    return max(target[0], math.ceil(height * scale - 1e-6)), max(target[1], math.ceil(width * scale - 1e-6))
 
 
 def video_latent_grid(num_frames: int, height: int, width: int) -> tuple[int, int, int]:

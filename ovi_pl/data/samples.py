@@ -11,11 +11,12 @@ import torch
 from torch import Tensor
 
 from data_specs import AudioOnlySample, AudioVideoSample, parse_sample_meta
-from data_specs.latents import AUDIO_LATENTS_PER_SECOND
-
 from data_specs.geometry import DEFAULT_TARGET_AREA, target_size
+from data_specs.latents import AUDIO_LATENTS_PER_SECOND
+from data_specs.sample import AUDIO_SAMPLE_RATE
+from ovi_pl.media.audio import decode_audio
+from ovi_pl.media.av_clip import read_video
 
-from .decode import decode_audio_member, decode_mp4_audio, decode_video
 from .geometry import clip_seconds, video_latent_grid
 from .tar_reader import TarSample
 
@@ -24,6 +25,7 @@ Modality = Literal["audio_video", "audio"]
 VIDEO_MEMBER = "video_latents.npy"
 AUDIO_MEMBER = "audio_latents.npy"
 TEXT_MEMBER = "text_embedding.npy"
+MAX_AUDIO_PAD_S = 0.1  # containers often end the audio a few ms before the video
 
 
 class BadSampleError(ValueError):
@@ -64,6 +66,8 @@ def plan_sample(sample: TarSample, cfg: SampleConfig) -> PlannedSample:
     Raises BadSampleError for a sample that breaks the spec or lacks what the mode needs, and
     NotForThisRun for a valid one of the wrong kind.
     """
+    if sample.problems:  # duplicate members, links: WebDataset would refuse the sample
+        raise BadSampleError("; ".join(sample.problems))
     if "json" not in sample.members:
         raise BadSampleError("no .json member")
     try:
@@ -117,7 +121,9 @@ def materialise(planned: PlannedSample, cfg: SampleConfig) -> dict[str, Any]:
         return out
     if with_video:
         mp4 = sample.read("mp4")
-        out["frames"] = decode_video(mp4, cfg.num_frames, cfg.fps, planned.bucket)
+        # Resized and centre-cropped while decoding, so a 1344x704 clip never exists at full size.
+        frames = read_video(mp4, cfg.num_frames, cfg.fps, size=planned.bucket, name="the .mp4 member")
+        out["frames"] = torch.from_numpy(frames)
         seconds = clip_seconds(cfg.num_frames, cfg.fps)
     else:
         mp4 = None
@@ -127,12 +133,13 @@ def materialise(planned: PlannedSample, cfg: SampleConfig) -> dict[str, Any]:
 
 
 def _decode_audio(sample: TarSample, seconds: float, mp4: bytes | None) -> Tensor:
-    for ext in ("flac", "wav"):
+    """16 kHz mono over `seconds` from the .flac/.wav member, else from the mp4's track (aligned with its video)."""
+    for ext in ("flac", "wav", "mp4"):
         if ext in sample.members:
-            return decode_audio_member(sample.read(ext), ext, seconds)
-    if "mp4" not in sample.members:
-        raise BadSampleError("no audio: neither a .flac/.wav member nor an .mp4")
-    return decode_mp4_audio(mp4 if mp4 is not None else sample.read("mp4"), seconds)
+            data = mp4 if ext == "mp4" and mp4 is not None else sample.read(ext)
+            samples = decode_audio(data, AUDIO_SAMPLE_RATE, 0.0, seconds, MAX_AUDIO_PAD_S, name=f"the .{ext} member")
+            return torch.from_numpy(samples)
+    raise BadSampleError("no audio: neither a .flac/.wav member nor an .mp4")
 
 
 def _load_npy(sample: TarSample, name: str) -> Tensor:

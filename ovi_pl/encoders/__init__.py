@@ -3,7 +3,7 @@
 - `VideoVAE`: Wan2.2 VAE (diffusers), frames [B, 3, F, H, W] <-> normalised latents [B, 48, f, h, w].
 - `AudioVAE`: MMAudio 16 kHz mel VAE + BigVGAN vocoder, waveform [B, S] <-> latents [B, L, 20].
 - `UMT5TextEncoder`: umT5-xxl encoder, prompts -> [B, 512, 4096] zero-padded context.
-- `read_av_clip`: decode an aligned video/audio clip with PyAV.
+- `read_av_clip`: an aligned video/audio clip as tensors (decoded by `ovi_pl.media`).
 """
 
 from ._loading import CheckpointMismatchError

@@ -7,26 +7,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import av
 import torch
 from torch import Tensor
 from transformers import ClapModel, ClapProcessor
 
-from ovi_pl.encoders import read_av_clip
+from ovi_pl.media.audio import decode_audio
 
 
 def _embedding(output: Tensor | object) -> Tensor:
     # transformers 5 returns a model output whose pooler_output is the projected embedding.
     emb = output if isinstance(output, Tensor) else output.pooler_output
     return emb / emb.norm(dim=-1, keepdim=True)
-
-
-def read_audio(path: str | os.PathLike[str], sample_rate: int) -> Tensor:
-    """The whole audio track, mono, resampled to `sample_rate`."""
-    with av.open(os.fspath(path)) as container:
-        stream = container.streams.audio[0]
-        seconds = float(stream.duration * stream.time_base)
-    return read_av_clip(path, num_frames=1, sample_rate=sample_rate, audio_seconds=seconds).audio
 
 
 class ClapScorer:
@@ -44,7 +35,8 @@ class ClapScorer:
         rate = self.processor.feature_extractor.sampling_rate
         scores = []
         for path, text in items:
-            inputs = self.processor(text=[text], audio=[read_audio(path, rate).numpy()], sampling_rate=rate,
+            # The whole track (its stated duration: no AAC priming or padding), mono, at the model's rate.
+            inputs = self.processor(text=[text], audio=[decode_audio(path, rate)], sampling_rate=rate,
                                     return_tensors="pt", padding=True).to(self.device)
             audio = _embedding(self.model.get_audio_features(
                 input_features=inputs["input_features"], is_longer=inputs.get("is_longer")))

@@ -1,7 +1,7 @@
 """CLIP text-video score: 100 x the mean cosine similarity between evenly spaced frames and the
 prompt's visual text, computed by open-clip in the models environment (README "Environments").
 
-Frames are decoded here with PyAV and handed over as .npy files; the other interpreter runs
+Frames are decoded here (`ovi_pl.media.av_clip`) and handed over as .npy files; the other interpreter runs
 `clip_worker.py`, so nothing of open-clip or torchvision is imported into this process.
 """
 
@@ -14,10 +14,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import av
 import numpy as np
 
-from ovi_pl.encoders import read_av_clip
+from ovi_pl.media.av_clip import read_video
 
 WORKER = Path(__file__).with_name("clip_worker.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +36,8 @@ def find_models_python(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 
 def sample_frames(path: str | os.PathLike[str], count: int) -> np.ndarray:
-    """`count` frames evenly spaced over the clip, uint8 [count, H, W, 3]."""
-    with av.open(os.fspath(path)) as container:
-        stream = container.streams.video[0]
-        seconds = float(stream.duration * stream.time_base) if stream.duration else float(container.duration) / 1e6
-    clip = read_av_clip(path, num_frames=count, fps=count / seconds, audio_seconds=0.0)
-    return clip.video.permute(1, 2, 3, 0).numpy()
+    """`count` frames evenly spaced over the clip's duration (at i * duration / count), uint8 [count, H, W, 3]."""
+    return np.ascontiguousarray(read_video(path, count).transpose(1, 2, 3, 0))
 
 
 class ClipScorer:

@@ -1,4 +1,5 @@
-"""Write a generated clip as an mp4 (H.264 video, AAC audio) with PyAV."""
+"""Write a generated clip as an mp4 (H.264 video, AAC audio) with PyAV; `probe_av` (the media layer's)
+checks one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from pathlib import Path
 import av
 import numpy as np
 from torch import Tensor
+
+from ovi_pl.media.av_clip import probe_av
+
+__all__ = ["probe_av", "write_av_mp4"]
 
 
 def write_av_mp4(
@@ -51,22 +56,3 @@ def write_av_mp4(
         for packet in astream.encode(None):
             container.mux(packet)
     return path
-
-
-def probe_av(path: str | os.PathLike[str]) -> tuple[int, float, float]:
-    """(decoded video frames, video seconds at the stream rate, audio seconds).
-
-    Audio seconds come from the stream's duration, which excludes the AAC encoder's priming and
-    padding (an mp4 edit list); decoders may hand out up to one 1024-sample frame more.
-    """
-    with av.open(os.fspath(path)) as container:
-        vstream = container.streams.video[0]
-        frames = sum(1 for _ in container.decode(vstream))
-        video_seconds = frames / float(vstream.average_rate)
-    with av.open(os.fspath(path)) as container:
-        astream = container.streams.audio[0]
-        decoded = sum(frame.samples for frame in container.decode(astream))
-        if not decoded:
-            raise ValueError(f"{path}: the audio stream decodes to no samples")
-        audio_seconds = float(astream.duration * astream.time_base)
-    return frames, video_seconds, audio_seconds

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ovi_pl.data.geometry import resize_for_crop
+from ovi_pl.media.av_clip import resize_for_crop
 from ovi_pl.encoders import VideoVAE
 from ovi_pl.generation.components import (
     AUDIO_SAMPLE_RATE,

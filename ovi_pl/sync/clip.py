@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ovi_pl.media.frames import iter_frames
+
 from .faces import Box, FaceDetector, FaceTrack, track_faces
 from .model import SyncNet
 from .score import FPS, SAMPLE_RATE, SyncResult, score_track
-from .video import frames_at, track_crops
+from .video import track_crops
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def detect_tracks(video: str | Path, detector: FaceDetector, settings: TrackSett
     import cv2
 
     per_frame: list[list[Box]] = []
-    for index, frame in frames_at(video, FPS):
+    for index, frame in enumerate(iter_frames(video, fps=FPS)):
         if index % settings.detect_every:
             per_frame.append([])
             continue

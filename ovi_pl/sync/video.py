@@ -1,42 +1,17 @@
 """Decoding a clip at SyncNet's 25 fps and cutting 224x224 face crops along a track."""
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import medfilt
 
+from ovi_pl.media.frames import iter_frames
+
 from .faces import FaceTrack
 
 CROP_SIZE = 224
 _PAD_VALUE = 110  # grey border where a crop runs off the frame, as in the reference pipeline
-
-
-def frames_at(path: str | Path, fps: float) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, BGR frame) at `fps`: each output frame is the source frame nearest its time (as ffmpeg -r does)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise RuntimeError(f"cannot open video {path}")
-    src_fps = cap.get(cv2.CAP_PROP_FPS) or fps
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    out_count = int(round(total * fps / src_fps)) if total > 0 else None
-    out = 0
-    src = 0
-    try:
-        while out_count is None or out < out_count:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            # Emit every output frame whose nearest source frame is this one.
-            while (out_count is None or out < out_count) and int(np.floor(out * src_fps / fps + 0.5)) <= src:
-                yield out, frame
-                out += 1
-            src += 1
-    finally:
-        cap.release()
 
 
 def crop_window(track: FaceTrack, crop_scale: float = 0.4, smooth: int = 13) -> np.ndarray:
@@ -74,7 +49,7 @@ def track_crops(path: str | Path, tracks: list[FaceTrack], fps: float = 25.0, cr
              for i, t in enumerate(tracks)]
     out: list[list[np.ndarray]] = [[] for _ in tracks]
     end = max(lasts, default=-1)
-    for index, frame in frames_at(path, fps):
+    for index, frame in enumerate(iter_frames(path, fps=fps)):
         if index > end:
             break
         for i, window in enumerate(windows):

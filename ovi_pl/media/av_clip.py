@@ -1,0 +1,132 @@
+"""Decoding a clip in this process with PyAV, from a path or from bytes in memory (a shard's `.mp4` member):
+N frames at a fixed rate, optionally resized and centre-cropped while decoding. Its audio over the same
+span comes from `ovi_pl.media.audio.decode_audio`; together they are the aligned audio-video reader of
+raw-mode training, the latent stage, the encoders and evaluation.
+
+Frames come back as numpy arrays, channels first ([3, F, H, W] uint8, preallocated, one strided copy per
+frame), so `torch.from_numpy` hands them to a model without a copy. Rotation metadata is not applied
+(training clips are written upright by curation); the ffmpeg reader (`ovi_pl.media.frames`) applies it.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from typing import Union
+
+import av
+import numpy as np
+
+# A file path, or the file's bytes (what a shard member holds).
+Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
+
+
+def open_container(source: Source) -> av.container.InputContainer:
+    """PyAV's input container over a path or over bytes in memory."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return av.open(io.BytesIO(source))
+    return av.open(os.fspath(source))
+
+
+def describe(source: Source, name: str | None = None) -> str:
+    """How errors name a source: `name`, the path, or the size of the bytes."""
+    if name:
+        return name
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"the in-memory file of {len(source)} bytes"
+    return os.fspath(source)  # type: ignore[return-value]
+
+
+def resize_for_crop(height: int, width: int, target: tuple[int, int]) -> tuple[int, int]:
+    """The smallest size with the clip's aspect ratio that covers `target`; centre-cropping it gives `target`."""
+    scale = max(target[0] / height, target[1] / width)
+    return max(target[0], math.ceil(height * scale - 1e-6)), max(target[1], math.ceil(width * scale - 1e-6))
+
+
+def stream_seconds(stream: av.stream.Stream, container: av.container.InputContainer) -> float:
+    """A stream's duration as its header states it (the container's where the stream has none)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is None:
+        raise ValueError("the container states no duration")
+    return float(container.duration) / av.time_base
+
+
+def read_video(source: Source, num_frames: int, fps: float | None = None, start: float = 0.0,
+               size: tuple[int, int] | None = None, name: str | None = None) -> np.ndarray:
+    """uint8 [3, num_frames, h, w] RGB: the frames at start + i / fps, each the frame nearest its time.
+
+    fps None spreads the frames evenly over the stream's stated duration (fps = num_frames / duration).
+    size (height, width): resize to cover it keeping the aspect ratio (area averaging, in libswscale, so
+    a large source never exists at full size), then centre-crop to it; None keeps the decoded size.
+    Raises ValueError when the video starts after `start` or ends before the last frame's time.
+    """
+    what = describe(source, name)
+    with open_container(source) as container:
+        if not container.streams.video:
+            raise ValueError(f"{what} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if fps is None:
+            fps = num_frames / stream_seconds(stream, container)
+        if size is None:
+            def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+                return frame.to_ndarray(format="rgb24")
+        else:
+            scaled_h, scaled_w = resize_for_crop(stream.codec_context.height, stream.codec_context.width, size)
+            top, left = (scaled_h - size[0]) // 2, (scaled_w - size[1]) // 2
+
+            def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+                rgb = frame.reformat(width=scaled_w, height=scaled_h, format="rgb24", interpolation="AREA").to_ndarray()
+                return rgb[top:top + size[0], left:left + size[1]]
+
+        targets = start + np.arange(num_frames) / fps
+        # A frame counts from half a source frame before its time: container timestamps are rounded, and
+        # at another rate than the source's this picks the frame nearest each target time (the later one
+        # on a tie), the rule of ovi_pl.media.frames.iter_frames(fps=...).
+        # (1 ns more, so a tie does not hang on how the sum of two floats rounds.)
+        tolerance = 0.5 / float(stream.average_rate or stream.guessed_rate or fps) + 1e-9
+        out: np.ndarray | None = None
+        latest: np.ndarray | None = None
+        filled, t = 0, 0.0
+        for frame in container.decode(stream):
+            t = float(frame.time)
+            # Every target before this frame's time shows the previous frame.
+            while filled < num_frames and targets[filled] + tolerance < t:
+                if latest is None:
+                    raise ValueError(f"{what}: video starts at {t:.3f} s, after the clip start {start} s")
+                out[:, filled] = latest  # type: ignore[index]
+                filled += 1
+            if filled == num_frames:
+                break
+            latest = to_rgb(frame).transpose(2, 0, 1)  # a view: the copy happens once, into `out`
+            if out is None:
+                out = np.empty((3, num_frames, *latest.shape[1:]), dtype=np.uint8)
+        else:
+            # The stream ended: the last frame covers targets up to half a source frame after its time.
+            while filled < num_frames and latest is not None and targets[filled] <= t + tolerance:
+                out[:, filled] = latest  # type: ignore[index]
+                filled += 1
+    if out is None or filled < num_frames:
+        raise ValueError(f"{what} holds {filled} of the {num_frames} frames needed at {fps:g} fps from {start} s")
+    return out
+
+
+def probe_av(source: Source) -> tuple[int, float, float]:
+    """(decoded video frames, video seconds at the stream rate, audio seconds) of a file or its bytes.
+
+    Audio seconds come from the stream's duration, which excludes the AAC encoder's priming and
+    padding (an mp4 edit list); decoders may hand out up to one 1024-sample frame more. Raises
+    ValueError when the audio track decodes to nothing.
+    """
+    with open_container(source) as container:
+        vstream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(vstream))
+        video_seconds = frames / float(vstream.average_rate)
+    with open_container(source) as container:
+        astream = container.streams.audio[0]
+        decoded = sum(frame.samples for frame in container.decode(astream))
+        if not decoded:
+            raise ValueError(f"{describe(source)}: the audio stream decodes to no samples")
+        audio_seconds = float(astream.duration * astream.time_base)
+    return frames, video_seconds, audio_seconds

@@ -1,0 +1,220 @@
+"""The media layer (ovi_pl/media) and the shard grouping and writing of data_specs/shards.py: file names
+that are not UTF-8, rotation, the nearest-frame rule, the in-process A/V reader on a path and on bytes,
+and WebDataset's grouping of tar members."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_specs.shards import RawSample, add_sample, group_samples, iter_shard_samples
+from ovi_pl.media.audio import decode_audio, load_audio, save_flac
+from ovi_pl.media.av_clip import probe_av, read_video
+from ovi_pl.media.frames import iter_frames, pick_frames, read_frames, sample_frames, video_info
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                                reason="ffmpeg/ffprobe are not installed")
+
+W, H = 64, 48
+
+
+def ffmpeg(*args: str, data: bytes | None = None) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", *args], input=data, check=True)
+
+
+def grey_clip(path: Path, num_frames: int, rate: str, audio: bool = False) -> Path:
+    """Frame i is a flat grey of its own level (lossless H.264), so a decoded frame tells its index."""
+    levels = np.linspace(0, 255, num_frames).round().astype(np.uint8) if num_frames > 1 else np.zeros(1, np.uint8)
+    frames = np.repeat(levels[:, None, None], H * W, axis=1).reshape(num_frames, H, W)
+    args = ["-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{W}x{H}", "-r", rate, "-i", "-"]
+    if audio:
+        seconds = num_frames / float(Fraction(rate))
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=16000:duration={seconds:.3f}",
+                 "-c:a", "aac", "-ac", "1", "-ar", "16000"]
+    ffmpeg(*args, "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", "-g", "4", str(path), data=frames.tobytes())
+    return path
+
+
+def indices(frames, reference: np.ndarray) -> list[int]:
+    """Which source frame each decoded frame is (by its grey level against the source's decoded levels)."""
+    return [int(np.argmin(np.abs(reference - float(np.mean(f))))) for f in frames]
+
+
+def nearest_rule(num_frames: int, source_fps: float, fps: float) -> list[int]:
+    """Output frame n is the source frame nearest n / fps (the later one on a tie), while that frame exists."""
+    count = round(num_frames * fps / source_fps)
+    picks = (int(np.floor(n * source_fps / fps + 0.5)) for n in range(count))
+    return [k for k in picks if k < num_frames]
+
+
+@pytest.mark.parametrize("num_frames,rate,fps", [
+    (122, "24", 25), (121, "24", 25), (100, "30", 25), (101, "60", 25), (120, "24000/1001", 25),
+    (90, "30000/1001", 25), (48, "24", 10), (30, "25/2", 25), (50, "25", 25),
+])
+def test_fps_resampling_picks_the_nearest_frame(tmp_path: Path, num_frames: int, rate: str, fps: float) -> None:
+    clip = grey_clip(tmp_path / "grey.mp4", num_frames, rate)
+    levels = np.array([f.mean() for f in iter_frames(clip, pix_fmt="gray")])
+    assert len(levels) == num_frames and np.all(np.diff(levels) > 0)  # every frame decoded once, in order
+    got = indices(iter_frames(clip, fps=fps, pix_fmt="gray"), levels)
+    # ffmpeg's fps filter alone would give frame 11 for output 12 at 24 -> 25 fps; 12 is nearer.
+    assert got == nearest_rule(num_frames, float(Fraction(rate)), fps)
+
+
+def test_file_name_that_is_not_utf8(tmp_path: Path) -> None:
+    name = tmp_path / os.fsdecode(b"caf\xe9.mp4")  # Latin-1 bytes: OpenCV's VideoCapture cannot open this
+    grey_clip(tmp_path / "plain.mp4", 12, "24", audio=True).rename(name)
+    assert os.fsencode(name).endswith(b"caf\xe9.mp4") and name.is_file()
+    info = video_info(name)
+    assert (info.width, info.height, info.num_frames) == (W, H, 12) and info.fps == 24
+    assert read_frames(name).shape == (12, H, W, 3)
+    assert len(sample_frames(name, 3)) == 3
+    assert load_audio(name).shape[0] == pytest.approx(8000, abs=1100)  # 0.5 s at 16 kHz (AAC frames round)
+    assert read_video(name, 12, 24.0).shape == (3, 12, H, W)
+    assert decode_audio(name, 16000, 0.0, 0.5).shape == (8000,)
+
+
+def test_rotation_metadata_gives_the_display_size(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24:duration=0.5", "-c:v", "libx264", "-qp", "0",
+           "-pix_fmt", "yuv444p", str(plain))
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v", "rotate=90", str(rotated))
+    info = video_info(rotated)
+    assert (info.width, info.height) == (H, W)
+    upright, turned = read_frames(plain), read_frames(rotated)
+    assert turned.shape == (len(upright), W, H, 3)
+    # The frames are turned a quarter turn, as a player shows them.
+    errors = sorted(np.abs(turned[0].astype(int) - np.rot90(upright[0], k=k)).mean() for k in (1, -1))
+    assert errors[0] < 2 and errors[1] > 20
+    assert next(iter_frames(rotated, width=24)).shape == (32, 24, 3)  # scaled in display orientation
+
+
+def test_scaling_and_picking(tmp_path: Path) -> None:
+    clip = grey_clip(tmp_path / "grey.mp4", 24, "24")
+    levels = np.array([f.mean() for f in iter_frames(clip, pix_fmt="gray")])
+    assert next(iter_frames(clip, width=32)).shape == (24, 32, 3)
+    assert next(iter_frames(clip, width=128)).shape == (H, W, 3)  # never up ...
+    assert next(iter_frames(clip, width=128, upscale=True)).shape == (96, 128, 3)  # ... unless asked
+    picked = pick_frames(clip, [20, 3, 3, 99], pix_fmt="gray")
+    assert sorted(picked) == [3, 20] and indices([picked[3], picked[20]], levels) == [3, 20]
+    assert indices(sample_frames(clip, 4, pix_fmt="gray"), levels) == [0, 8, 15, 23]
+
+
+def test_av_reader_gives_the_same_arrays_from_a_path_and_from_bytes(tmp_path: Path) -> None:
+    clip = grey_clip(tmp_path / "grey.mp4", 48, "24", audio=True)
+    data = clip.read_bytes()
+    for kwargs in ({}, {"size": (32, 32)}, {"start": 0.5}):
+        from_path, from_bytes = read_video(clip, 12, 12.0, **kwargs), read_video(data, 12, 12.0, **kwargs)
+        assert from_path.dtype == np.uint8 and from_path.flags["C_CONTIGUOUS"]
+        np.testing.assert_array_equal(from_path, from_bytes)
+    assert read_video(clip, 12, 12.0, size=(32, 32)).shape == (3, 12, 32, 32)  # 64x48 covers 32x32, centre crop
+    # The frame shown at each time start + i / fps: at 12 fps every other source frame.
+    levels = read_video(clip, 48, 24.0).mean(axis=(0, 2, 3))
+    assert np.all(np.diff(levels) > 0)  # at the source rate: every frame once
+    frames = read_video(clip, 12, 12.0, start=0.5)
+    assert indices(frames.transpose(1, 2, 3, 0), levels) == list(range(12, 36, 2))
+    for start, seconds in ((0.0, 1.0), (0.5, 1.0), (0.0, None)):
+        np.testing.assert_array_equal(decode_audio(clip, 16000, start, seconds),
+                                      decode_audio(data, 16000, start, seconds))
+    assert decode_audio(data, 16000, 0.0, 2.0).shape == (32000,)
+    assert decode_audio(data, 16000).shape[0] == pytest.approx(32000, abs=1)  # the stated duration
+    assert decode_audio(data, 16000, 0.0, 2.05).shape == (32800,)  # 50 ms short: padded with silence
+    with pytest.raises(ValueError, match="audio ends"):
+        decode_audio(data, 16000, 0.0, 2.5)
+    with pytest.raises(ValueError, match="holds 12 of the 30 frames"):
+        read_video(data, 30, 12.0, start=1.0)
+    frames_count, video_s, audio_s = probe_av(data)
+    assert frames_count == 48 and video_s == 2.0 and audio_s == pytest.approx(2.0, abs=0.01)
+
+
+def test_audio_members_are_read_as_stored(tmp_path: Path) -> None:
+    tone = (0.5 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 440)).astype(np.float32)
+    flac = save_flac(tmp_path / "tone.flac", tone)
+    data = flac.read_bytes()
+    from_bytes = decode_audio(data, 16000, 0.0, 1.0)
+    np.testing.assert_array_equal(from_bytes, decode_audio(flac, 16000, 0.0, 1.0))
+    np.testing.assert_allclose(from_bytes, tone, atol=1 / 32768)  # 16-bit FLAC
+    assert decode_audio(data, sample_rate=None).shape == (16000,)
+    with pytest.raises(ValueError, match="16000 Hz audio, 24000 Hz needed"):
+        decode_audio(data, 24000)
+
+
+def _tar(path: Path, members: list[tuple[str, bytes | None]]) -> Path:
+    """None as content: a directory; b"->target": a symbolic link."""
+    with tarfile.open(path, "w") as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif content.startswith(b"->"):
+                info.type, info.linkname = tarfile.SYMTYPE, content[2:].decode()
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+def test_tar_grouping_of_adjacent_members(tmp_path: Path) -> None:
+    from ovi_pl.data.tar_reader import iter_tar_samples
+
+    shard = _tar(tmp_path / "shard.tar", [
+        ("a.json", b"{}"), ("a.mp4", b"A"), ("dir", None), ("dir/b.json", b"[]"), ("dir/b.Flac", b"B"),
+        ("README", b"no extension"), ("c.json", b"1"), ("c.json", b"2"), ("c.x.npy", b"C"), ("c.lnk", b"->c.json"),
+        ("a.wav", b"again"),  # the key again, not adjacent: WebDataset yields a new sample
+    ])
+    notes: list[str] = []
+    eager = list(iter_shard_samples(shard, notes))
+    assert [s.key for s in eager] == ["a", "dir/b", "c", "a"]
+    assert eager[0].members == {"json": b"{}", "mp4": b"A"} and eager[1].members == {"json": b"[]", "flac": b"B"}
+    assert eager[2].members == {"json": b"1", "x.npy": b"C"} and eager[3].members == {"wav": b"again"}
+    assert len(eager[2].problems) == 2 and "appears twice" in eager[2].problems[0]
+    assert "not a regular file" in eager[2].problems[1] and not eager[0].problems
+    assert notes == ["member 'README' has no '.extension'; WebDataset skips it"]
+    # The training reader: the same grouping, members other than the json left in the file until read.
+    lazy = list(iter_tar_samples(str(shard)))
+    assert [(s.key, s.problems) for s in lazy] == [(s.key, s.problems) for s in eager]
+    assert lazy[0].members["json"] == b"{}" and not isinstance(lazy[0].members["mp4"], bytes)
+    for a, b in zip(lazy, eager):
+        assert {ext: a.read(ext) for ext in a.members} == b.members
+    with tarfile.open(shard, "r|") as tar:  # a stream: everything read
+        assert [s.members for s in group_samples(tar, "s")] == [s.members for s in eager]
+
+
+def test_add_sample_writes_json_first_and_the_same_bytes(tmp_path: Path) -> None:
+    from curation.writer import _tar_keys
+
+    (tmp_path / "clip.flac").write_bytes(b"flac bytes")
+    members = {"mp4": b"video", "json": json.dumps({"k": 1}).encode(), "flac": tmp_path / "clip.flac"}
+    written = []
+    for name in ("one.tar", "two.tar"):
+        with tarfile.open(tmp_path / name, "w") as tar:
+            assert add_sample(tar, "clip-0", members) == 5 + 8 + 10
+            add_sample(tar, "clip-1", {"json": b"{}"})
+        written.append((tmp_path / name).read_bytes())
+    assert written[0] == written[1]
+    with tarfile.open(tmp_path / "one.tar") as tar:
+        assert tar.getnames() == ["clip-0.json", "clip-0.flac", "clip-0.mp4", "clip-1.json"]
+    samples = list(iter_shard_samples(tmp_path / "one.tar"))
+    assert [s.key for s in samples] == ["clip-0", "clip-1"] and samples[0].members["flac"] == b"flac bytes"
+    assert _tar_keys(tmp_path / "one.tar") == {"clip-0", "clip-1"}
+    assert isinstance(samples[0], RawSample) and samples[0].read("mp4") == b"video"
+
+
+@pytest.mark.parametrize("num_frames,rate,fps", [(48, "24", 25), (48, "24", 10), (60, "30", 24)])
+def test_av_reader_and_ffmpeg_reader_agree_on_the_frames_of_another_rate(tmp_path: Path, num_frames: int, rate: str,
+                                                                          fps: float) -> None:
+    clip = grey_clip(tmp_path / "grey.mp4", num_frames, rate)
+    levels = read_video(clip, num_frames, float(Fraction(rate))).mean(axis=(0, 2, 3))
+    want = nearest_rule(num_frames, float(Fraction(rate)), fps)
+    frames = read_video(clip, len(want), fps)
+    assert indices(frames.transpose(1, 2, 3, 0), levels) == want
