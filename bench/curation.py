@@ -9,7 +9,7 @@ and not measured) run in this process, each `setup()` once (timed apart) and the
 on one row at a time (the pipeline's batch size), on the rows the previous stage kept: the rows
 flow probe -> area -> ... -> package as they do on Ray. This process and every ffmpeg it starts
 are pinned to one CPU (sched_setaffinity; OMP/MKL threads 1, as Ray sets for a 1-CPU task), so
-one process = one core. Inputs: the real clips in ../shared/media (1280x704 and 1344x704, 24 fps,
+one process = one core. Inputs: the sample clips in examples/media (1280x704 and 1344x704, 24 fps,
 5.08 s: one 121-frame clip per source), or synthetic 1280x704 clips where those are missing.
 Figures: clips/s of wall time on the pinned core, and CPU seconds per clip (this process plus its
 ffmpeg children), the sturdier figure on a machine shared with other work.
@@ -49,8 +49,8 @@ import psutil  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SHARED_MEDIA = REPO.parent / "shared" / "media"
-DEMO_MANIFEST = REPO / "curation" / "demo" / "shared_media.jsonl"
+SAMPLE_MEDIA = REPO / "examples" / "media"
+DEMO_MANIFEST = SAMPLE_MEDIA / "curation_demo.jsonl"
 CAPTION = "A test pattern moves across the frame. <AUDCAP>A steady 440 Hz tone.<ENDAUDCAP>"
 INPUT_SECONDS = 5.5  # one 121-frame (5.04 s) clip per input, the cheapest input that yields a clip
 
@@ -360,7 +360,7 @@ def bench_pipeline(counts: list[int], size: str, num_cpus: int, interval: float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the stage rows")
-    parser.add_argument("--media", type=Path, default=SHARED_MEDIA, help="clips for the stage figures")
+    parser.add_argument("--media", type=Path, default=SAMPLE_MEDIA, help="clips for the stage figures")
     parser.add_argument("--inputs", type=int, nargs="+", default=[10, 100], help="input counts for the pipeline runs")
     parser.add_argument("--size", default="320x176", help="WxH of the synthetic pipeline inputs")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the in-process Ray cluster")

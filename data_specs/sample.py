@@ -26,7 +26,7 @@ KEY_PATTERN = r"^[A-Za-z0-9_-]+$"
 LATENT_NAME_PATTERN = r"^[a-z0-9_]+\.npy$"
 SCORE_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
-# Filter scores curation records; any other snake_case name is allowed too.
+# Scores curation records (each written by a curation stage); any other snake_case name is allowed too.
 WELL_KNOWN_SCORES: dict[str, str] = {
     "mean_volume_db": "mean audio volume in dB (ffmpeg volumedetect); the paper keeps >= -60",
     "motion": "mean optical-flow magnitude in pixels per frame; static clips are dropped",
@@ -34,8 +34,8 @@ WELL_KNOWN_SCORES: dict[str, str] = {
     "syncnet_offset": "SyncNet audio-video offset in video frames; the paper keeps |offset| <= 3",
     "syncnet_confidence": "SyncNet confidence, median(dist) - min(dist); the paper keeps > 1.5",
     "area": "source frame area in pixels (width * height); the paper keeps >= 720 * 720",
-    "num_faces": "number of face tracks, used to balance the data by face count",
-    "dnsmos": "DNSMOS overall speech quality (audio-only speech keeps >= 3.0)",
+    "num_faces": "number of face tracks found in the clip (SyncNet or sync stage), 0 for none; recorded, "
+                 "not filtered on (SPEC.md: how to balance the data by it)",
 }
 
 # One video frame: container and encoder rounding must not fail a clip.

@@ -4,7 +4,7 @@ Each step is the command a researcher would run at full scale, run here as a sub
 shipped config from configs/demo/ (read them to see what changes at scale: sizes, steps and
 weights). Everything is written under runs/demo/ of the working directory:
 
- 1. inputs    the clips of ../shared/media and two synthetic clips, with captions (inputs.jsonl)
+ 1. inputs    the sample clips of examples/media and two synthetic clips, with captions (inputs.jsonl)
  2. curate    Ray pipeline: split, filter, transcode to ~128x224, WebDataset shards
  3. encoders  tiny Wan2.2 VAE, MMAudio VAE + vocoder and umT5 with random weights, in the real
               formats (no weights can be downloaded here)
@@ -29,12 +29,12 @@ from ovi_pl.generation.media_io import probe_av
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs" / "demo"
-SHARED_MEDIA = REPO_ROOT.parent / "shared" / "media"
+SAMPLE_MEDIA = REPO_ROOT / "examples" / "media"  # shipped with the repository
 RUN_DIR = Path("runs/demo")  # the configs in configs/demo/ name this directory
 
-# Captions of the shared clips: the Ovi prompts two of them were generated from
+# Captions of the sample clips: the Ovi prompts two of them were generated from
 # (ovi_example_prompts_t2v.csv, rows 1 and 6), and one written for the third.
-SHARED_CAPTIONS = {
+SAMPLE_CAPTIONS = {
     "kitchen_two_women_704x1280.mp4": (
         "A kitchen scene features two women. The older woman in a purple dress speaks, <S>AI declares: humans "
         "obsolete now.<E> as the younger woman in pink drinks from a plastic cup. <AUDCAP>Clear, resonant female "
@@ -47,7 +47,7 @@ SHARED_CAPTIONS = {
         "A close-up of two men facing each other in conversation; the man on the left speaks while the other "
         "listens and nods. <AUDCAP>Close male speech in a quiet room.<ENDAUDCAP>"),
 }
-# (name, ffmpeg video source, audio source, caption): moving patterns with sound, 1280x704 like the shared clips.
+# (name, ffmpeg video source, audio source, caption): moving patterns with sound, 1280x704 like the sample clips.
 SYNTHETIC_CLIPS = (
     ("pattern_tone", "testsrc2=size=1280x704:rate=24", "sine=frequency=440:sample_rate=48000",
      "A colour test pattern scrolls across the frame. <AUDCAP>A steady electronic tone.<ENDAUDCAP>"),
@@ -72,12 +72,12 @@ def _step(number: int, title: str, args: list[str]) -> None:
 
 def write_inputs(run_dir: Path) -> Path:
     """Synthetic clips (ffmpeg lavfi) and a manifest of every input with its caption."""
-    missing = [name for name in SHARED_CAPTIONS if not (SHARED_MEDIA / name).is_file()]
+    missing = [name for name in SAMPLE_CAPTIONS if not (SAMPLE_MEDIA / name).is_file()]
     if missing:
-        raise SystemExit(f"the demo curates the sample clips in {SHARED_MEDIA}; missing: {missing}")
+        raise SystemExit(f"the demo curates the sample clips in {SAMPLE_MEDIA}; missing: {missing}")
     media = run_dir / "media"
     media.mkdir(parents=True, exist_ok=True)
-    rows = [{"path": str(SHARED_MEDIA / name), "caption": caption} for name, caption in SHARED_CAPTIONS.items()]
+    rows = [{"path": str(SAMPLE_MEDIA / name), "caption": caption} for name, caption in SAMPLE_CAPTIONS.items()]
     for name, video, audio, caption in SYNTHETIC_CLIPS:
         path = media / f"{name}.mp4"
         if not path.is_file():

@@ -51,10 +51,22 @@ def tiny_inputs(batch: int = 2, seed: int = 0, audio_len: int = 13, frames: int 
     }
 
 
-# The workplace keeps real sample clips in shared/ beside the repository (DESIGN.md section 5).
-SHARED_MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
-
 ROOT = Path(__file__).resolve().parents[1]
+
+# Real sample media shipped in the repository (examples/media/README.md: source and licence). The
+# clips are named, not globbed: a test that reads "the sample clips" reads all three, and a missing
+# one fails the session (pytest_sessionstart below) instead of shrinking a parametrization.
+SAMPLE_MEDIA = ROOT / "examples" / "media"
+SAMPLE_CLIP_NAMES = ("kitchen_two_women_704x1280.mp4", "stage_three_men_704x1280.mp4", "two_men_closeup_704x1280.mp4")
+SAMPLE_CLIPS = tuple(SAMPLE_MEDIA / name for name in SAMPLE_CLIP_NAMES)
+SAMPLE_PROMPTS_CSV = SAMPLE_MEDIA / "ovi_example_prompts_t2v.csv"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [str(p.relative_to(ROOT)) for p in (*SAMPLE_CLIPS, SAMPLE_PROMPTS_CSV) if not p.is_file()]
+    if missing:
+        raise pytest.UsageError(f"shipped sample media is missing: {missing}; it is part of the repository "
+                                "(restore it from git), and tests that read it must not run without it")
 DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
 
 
@@ -81,8 +93,6 @@ def models_python() -> Path | None:
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> tuple[Path, str]:
     """`python -m ovi_pl demo` once per session in a fresh directory: (that directory, its stdout)."""
-    if not (SHARED_MEDIA / "two_men_closeup_704x1280.mp4").is_file():
-        pytest.skip(f"the demo curates the clips in {SHARED_MEDIA}")
     workdir = tmp_path_factory.mktemp("demo")
     result = run_ovi_pl(workdir, "demo", timeout=1500)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]

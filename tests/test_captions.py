@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_MEDIA
+from conftest import SAMPLE_MEDIA
 
 from curation.captioning.backends import TransformersCaptioner
 from curation.captioning.checker import check_caption, transcript_sentences
@@ -22,7 +22,7 @@ from data_specs import speech_spans
 sys.path.insert(0, str(Path(__file__).parent))
 from speech_media import build_whisper_tokenizer  # noqa: E402
 
-MEDIA = SHARED_MEDIA
+MEDIA = SAMPLE_MEDIA  # examples/media, shipped with the repository
 GOOD = ("Two men in dark suits stand under stage lights. The man on the left says, <S>We leave tonight.<E>. "
         "He then adds, <S>Bring the map!<E> <AUDCAP>Male voice speaking, low hum of machinery.<ENDAUDCAP>")
 TRANSCRIPT = {"language": "en", "segments": [

@@ -13,14 +13,14 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from conftest import SHARED_MEDIA
+from conftest import SAMPLE_MEDIA
 import soundfile
 import webdataset as wds
 
 from data_specs import (SCHEMA_FILE, SCHEMA_VERSION, SampleMetaError, check_caption_tags, parse_sample_meta,
                         render_schema, sample_json_schema, validate_shards)
 
-MEDIA = SHARED_MEDIA
+MEDIA = SAMPLE_MEDIA  # examples/media, shipped with the repository
 PROMPTS_CSV = MEDIA / "ovi_example_prompts_t2v.csv"
 # 1280x704, 24 fps, 122 frames, AAC audio track.
 MP4_BYTES = (MEDIA / "kitchen_two_women_704x1280.mp4").read_bytes()
@@ -72,7 +72,7 @@ def av_meta(key: str, caption: str | None = None) -> dict:
             "segments": [{"text": "AI declares", "start_s": 0.4, "end_s": 1.2, "speaker": "SPEAKER_00"}],
         },
         "scores": {"mean_volume_db": -23.5, "motion": 2.1, "aesthetic": 5.4, "syncnet_offset": 1.0,
-                   "syncnet_confidence": 6.2, "area": 1920.0 * 1080.0},
+                   "syncnet_confidence": 6.2, "area": 1920.0 * 1080.0, "num_faces": 2.0},
         "latents": [],
     }
 
@@ -86,7 +86,7 @@ def audio_only_meta(key: str) -> dict:
         "media": {"duration_s": 3.5, "audio": {"sample_rate": 16000, "channels": 1}},
         "caption": "A woman says <S>Good morning, everyone.<E> Audio: calm female speech, light room tone.",
         "transcript": {"language": "en", "words": [{"word": "Good", "start_s": 0.1, "end_s": 0.3}]},
-        "scores": {"dnsmos": 3.4},
+        "scores": {"mean_volume_db": -21.0},
     }
 
 
@@ -386,3 +386,30 @@ def test_cli_schema_prints_the_shipped_schema() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout == SCHEMA_FILE.read_text(encoding="utf-8")
     assert json.loads(result.stdout)["x-schema-version"] == SCHEMA_VERSION
+
+
+# --- the claims the docs make about scores ----------------------------------------------------------------
+
+
+def test_every_well_known_score_is_written_by_a_curation_stage() -> None:
+    """WELL_KNOWN_SCORES (and SPEC.md's list) documents what curation records: a name no stage writes, like
+    the DNSMOS score that was listed without anything computing it, would be a claim that does not hold."""
+    import re
+
+    from data_specs import WELL_KNOWN_SCORES
+
+    stages = "\n".join(p.read_text() for p in sorted((REPO / "curation" / "stages").glob("*.py")))
+    unwritten = [name for name in WELL_KNOWN_SCORES if not re.search(rf"\b{name}=|[\"']{name}[\"']:", stages)]
+    assert unwritten == [], f"no curation stage writes {unwritten}"
+    spec = (REPO / "data_specs" / "SPEC.md").read_text()
+    assert all(f"`{name}`" in spec for name in WELL_KNOWN_SCORES) and "dnsmos" not in spec.lower()
+
+
+def test_spec_recipe_groups_samples_by_face_count(good_shard: Path) -> None:
+    """The face-count grouping code in SPEC.md runs as printed on a shard."""
+    spec = (REPO / "data_specs" / "SPEC.md").read_text()
+    section = spec.split("### Balancing by face count", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {"shards": [str(good_shard)]}
+    exec(code, namespace)  # noqa: S102 - our own documentation
+    assert dict(namespace["groups"]) == {2: ["clip_000001", "clip_000002"], -1: ["speech_000003"]}

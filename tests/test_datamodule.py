@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import SHARED_MEDIA
+from conftest import SAMPLE_CLIPS
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
@@ -27,8 +27,7 @@ from ovi_pl.encoders import read_av_clip
 from ovi_pl.encoders.tiny import TINY_AUDIO, write_tiny_text_encoder
 from test_encoders import tiny_audio_ckpts, tiny_video_vae_dir  # noqa: F401
 
-MEDIA = sorted(SHARED_MEDIA.glob("*.mp4"))
-needs_media = pytest.mark.skipif(not MEDIA, reason=f"no sample clips in {SHARED_MEDIA}")
+MEDIA = list(SAMPLE_CLIPS)
 CAPTION = "A man says <S>hello<E> in the kitchen. <AUDCAP>Male voice speaking.<ENDAUDCAP>"
 TEXT_DIM, TEXT_LEN = 32, 16  # ovi-tiny's text geometry
 
@@ -162,7 +161,6 @@ def real_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------------------- raw mode
 
 
-@needs_media
 def test_raw_path_decodes_121_frames_and_5_04_s_of_aligned_audio(real_shards: Path) -> None:
     dm = ShardDataModule(str(real_shards), mode="raw", batch_size=1, num_workers=0, epochs=1,
                          target_area=64 * 128, return_keys=True)
@@ -184,7 +182,6 @@ def test_raw_path_decodes_121_frames_and_5_04_s_of_aligned_audio(real_shards: Pa
     assert (ref - ours).abs().max() < 4.0
 
 
-@needs_media
 def test_raw_mode_encodes_batches_of_the_training_shapes(real_shards: Path, tiny_encoder_paths: EncoderPaths) -> None:
     # Encoders built from local paths in setup(); 9 frames keep the tiny VAE quick on CPU.
     dm = ShardDataModule(str(real_shards), mode="raw", batch_size=2, num_workers=0, num_frames=9,

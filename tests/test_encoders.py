@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_MEDIA
+from conftest import SAMPLE_CLIPS
 import torch
 from diffusers import AutoencoderKLWan
 from safetensors import safe_open
@@ -38,7 +38,7 @@ from ovi_pl.encoders.tiny import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "encoders"
-MEDIA = sorted(SHARED_MEDIA.glob("*.mp4"))
+MEDIA = list(SAMPLE_CLIPS)
 
 # ---------------------------------------------------------------------------- fixtures
 
@@ -252,7 +252,6 @@ def test_text_encoder_pads_with_zeros(tiny_text_dir: Path) -> None:
 # ---------------------------------------------------------------------------- real media
 
 
-@pytest.mark.skipif(not MEDIA, reason=f"no sample clips in {SHARED_MEDIA}")
 def test_real_clip_through_tiny_encoders(tiny_video_vae: VideoVAE, tiny_audio_vae: AudioVAE) -> None:
     clip = read_av_clip(MEDIA[0], num_frames=121, fps=24.0, sample_rate=16_000)
     assert clip.video.dtype == torch.uint8 and clip.video.shape[:2] == (3, 121)

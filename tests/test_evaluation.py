@@ -1,5 +1,6 @@
-"""Evaluation of generated clips: the sync-scorer interface, CLIP (models environment), CLAP, and
-`python -m ovi_pl evaluate` logging a table to MLflow."""
+"""Evaluation of generated clips: the sync-scorer interface, the SyncNet scorer on a stand-in network with
+a known distance curve, CLIP (models environment) and CLAP against scores computed here from known
+frames and samples, and `python -m ovi_pl evaluate` logging a table to MLflow."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import SHARED_MEDIA, models_python
-from ovi_pl.encoders import read_av_clip
+from conftest import SAMPLE_MEDIA, models_python
 from ovi_pl.evaluation import SyncScore, audio_text, evaluate_clips, read_clip_folder, visual_text
+from ovi_pl.evaluation.evaluate import summarize
+from ovi_pl.evaluation.sync import load_sync_scorer
+from ovi_pl.sync.faces import Box, StaticBoxes
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sync_stubs import IndexSyncNet, expected_result, index_tone, index_video, windows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25
@@ -25,30 +31,15 @@ PROMPT = ("A man on a stage says <S>We fight back.<E> as lights flash. "
           "<AUDCAP>Shouted male voice, cheering crowd.<ENDAUDCAP>")
 
 
-class EnvelopeSyncScorer:
-    """A user-supplied scorer, to test the `--sync_scorer module:callable` interface on clips whose
-    true offset is known (SyncNet with random weights finds none). It does measure sync: the
-    normalised cross-correlation of per-frame brightness change and audio loudness at lags of
-    -vshift..vshift frames, in SyncNet's terms (distance = 1 - correlation; offset in frames,
-    negative when the audio is late)."""
+class KnownSyncScorer:
+    """A user-supplied scorer for the `--sync_scorer module:callable` interface (a class made with no
+    arguments): fixed scores by file name, so the table and the logged means are known."""
 
-    vshift = 6
+    SCORES = {"000_in_sync.mp4": SyncScore(offset=0, confidence=7.5, distance=2.25),
+              "001_late_audio.mp4": SyncScore(offset=-3, confidence=1.25, distance=9.0)}
 
     def __call__(self, path: Path) -> SyncScore:
-        clip = read_av_clip(path, num_frames=3 * FPS - 1, fps=FPS)
-        light = clip.video.float().mean(dim=(0, 2, 3))
-        motion = (light[1:] - light[:-1]).abs()
-        loud = clip.audio[: len(light) * 640].view(len(light), 640).square().mean(1).sqrt()
-        loud = (loud[1:] - loud[:-1]).abs()
-        dists = []
-        for lag in range(-self.vshift, self.vshift + 1):
-            a, v = (loud[lag:], motion[: len(motion) - lag]) if lag >= 0 else (loud[:lag], motion[-lag:])
-            a, v = (a - a.mean()) / (a.std() + 1e-8), (v - v.mean()) / (v.std() + 1e-8)
-            dists.append(1.0 - float((a * v).mean()))
-        dists_t = torch.tensor(dists)
-        best = int(dists_t.argmin())
-        return SyncScore(offset=self.vshift - best, confidence=float(dists_t.median() - dists_t.min()),
-                         distance=float(dists_t.min()))
+        return self.SCORES[Path(path).name]
 
 
 def flash_and_beep_clip(path: Path, audio_delay_frames: int) -> Path:
@@ -83,32 +74,69 @@ def test_prompt_views_for_each_metric():
 
 
 def test_sync_scores_through_the_scorer_interface(clip_folder):
-    records = read_clip_folder(clip_folder)
-    rows = evaluate_clips(records, sync=EnvelopeSyncScorer())
-    assert [r["sync_offset"] for r in rows] == [0, -3]
-    assert all(r["sync_c"] > 0.5 and r["sync_d"] < 0.5 for r in rows)
+    scorer = load_sync_scorer("test_evaluation:KnownSyncScorer")
+    rows = evaluate_clips(read_clip_folder(clip_folder), sync=scorer)
+    assert [(r["file"], r["sync_offset"], r["sync_c"], r["sync_d"]) for r in rows] == [
+        ("000_in_sync.mp4", 0, 7.5, 2.25), ("001_late_audio.mp4", -3, 1.25, 9.0)]
+    assert summarize(rows) == {"sync_abs_offset": 1.5, "sync_c": 4.375, "sync_d": 5.625}
 
 
-def test_syncnet_scorer_scores_face_tracks_and_marks_faceless_clips(tmp_path):
-    """The built-in scorer end to end (Haar faces, 224x224 crops, MFCC, SyncNet) on 2 s of a real
-    two-speaker clip. Random SyncNet weights (the released file cannot be downloaded here) make the
-    values meaningless; what is tested is that a face clip gets finite Sync-C/D within the search
-    range and a clip without faces gets NaN instead of a made-up score."""
-    from ovi_pl.sync.model import SyncNet
+# The SyncNet scorer on sync_stubs.IndexSyncNet: a 2 s, 25 fps clip whose left half shows index t at frame t
+# and right half t + 2, with a lossless tone whose loudness says the time, `delay` frames late.
+LEFT_FACE, RIGHT_FACE = Box(120, 60, 200, 140), Box(440, 60, 520, 140)
+
+
+@pytest.fixture
+def stub_syncnet(monkeypatch):
+    """The product loads IndexSyncNet(radius) where it loads SyncNet weights."""
+    def use(radius: float) -> IndexSyncNet:
+        net = IndexSyncNet(radius)
+        monkeypatch.setattr("ovi_pl.sync.model.load_syncnet", lambda path, device="cpu": net)
+        return net
+    return use
+
+
+def index_av_clip(folder: Path, delay: int) -> Path:
+    from ovi_pl.media.audio import save_flac
+
+    tone = save_flac(folder / f"tone_{delay}.flac", index_tone(2.0, delay))
+    return index_video(folder / f"index_{delay}.mp4", 2.0, right_lead=2, audio=tone)
+
+
+@pytest.mark.parametrize("delay,boxes,best_lead", [(2, [LEFT_FACE], 0), (-2, [LEFT_FACE, RIGHT_FACE], 2)])
+def test_syncnet_scorer_reports_the_known_curve(tmp_path, stub_syncnet, delay, boxes, best_lead):
+    """Sync-C and Sync-D of the built-in scorer (faces, crops, the clip's own audio track, MFCC, SyncNet's rule)
+    are the confidence and the minimum of the known distance curve of the most confident track; with two
+    faces and the audio 2 frames early, that is the right face (lips 2 frames ahead, so in sync)."""
     from ovi_pl.evaluation.sync import SyncNetScorer
 
-    torch.manual_seed(0)
-    weights = tmp_path / "syncnet_v2.model"
-    torch.save(SyncNet().state_dict(), weights)
+    stub_syncnet(3.0)
+    scorer = SyncNetScorer(tmp_path / "syncnet_v2.model", min_track_frames=25, vshift=5)
+    scorer.detector = StaticBoxes(boxes)
+    score = scorer(index_av_clip(tmp_path, delay))
+    n = windows(50, 50 * 640)
+    offset, confidence, distance = expected_result(n, 5, best_lead + delay, radius=3.0)
+    assert score.offset == offset == -(best_lead + delay)
+    assert score.confidence == pytest.approx(confidence, abs=1e-5)
+    assert score.distance == pytest.approx(distance, abs=1e-5)
+    if len(boxes) == 2:  # the left face's track is the less confident one
+        assert expected_result(n, 5, delay, radius=3.0)[1] < confidence
+
+
+def test_syncnet_scorer_finds_real_faces_and_marks_faceless_clips(tmp_path, stub_syncnet):
+    """The default Haar faces: 2 s of a real two-speaker clip get a score (the stand-in's numbers on real
+    crops mean nothing), a clip without faces gets NaN and offset 0 instead of a made-up score."""
+    from ovi_pl.evaluation.sync import SyncNetScorer
+
+    stub_syncnet(3.0)
     faces = tmp_path / "faces.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(SHARED_MEDIA / "two_men_closeup_704x1280.mp4"),
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(SAMPLE_MEDIA / "two_men_closeup_704x1280.mp4"),
                     "-t", "2", "-c:v", "libx264", "-c:a", "aac", str(faces)], check=True)
-    scorer = SyncNetScorer(weights, min_track_frames=25, vshift=5)
+    scorer = SyncNetScorer(tmp_path / "syncnet_v2.model", min_track_frames=25, vshift=5)
     with_faces = scorer(faces)
-    assert -5 <= with_faces.offset <= 5
-    assert np.isfinite(with_faces.confidence) and with_faces.confidence >= 0 and np.isfinite(with_faces.distance)
+    assert np.isfinite(with_faces.confidence) and np.isfinite(with_faces.distance)
     faceless = scorer(flash_and_beep_clip(tmp_path / "flash.mp4", 0))
-    assert np.isnan(faceless.confidence) and np.isnan(faceless.distance)
+    assert faceless.offset == 0 and np.isnan(faceless.confidence) and np.isnan(faceless.distance)
 
 
 # ---------------------------------------------------------------------------- CLIP
@@ -133,14 +161,50 @@ def tiny_clip(tmp_path_factory) -> dict:
     return {"python": python, "config": root / "tiny-clip.json", "weights": root / "tiny.pt"}
 
 
-def test_clip_score_runs_in_the_models_environment(clip_folder, tiny_clip):
+def known_frame_clip(path: Path) -> Path:
+    """2 s at 25 fps of one 64x64 frame, left half pure red and right half pure blue, stored as lossless RGB
+    (libx264rgb), so every decoded frame is exactly that image (a swapped channel order would not be); with
+    a silent audio track."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "color=c=red:s=32x64:r=25:d=2,format=rgb24[a];color=c=blue:s=32x64:r=25:d=2,format=rgb24[b];"
+                    "[a][b]hstack", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "2",
+                    "-c:v", "libx264rgb", "-qp", "0", "-pix_fmt", "rgb24", "-c:a", "aac", str(path)], check=True)
+    return path
+
+
+# The CLIP score of that image, computed here: 100 x cosine of the normalised image and text embeddings.
+CLIP_OF_KNOWN_FRAME = """
+import json, sys
+import numpy as np, open_clip, torch
+from PIL import Image
+open_clip.add_model_config(sys.argv[1])
+model, _, preprocess = open_clip.create_model_and_transforms("tiny-clip", pretrained=None)
+model.load_state_dict(torch.load(sys.argv[2], map_location="cpu", weights_only=True))
+model.eval()
+image = np.zeros((64, 64, 3), np.uint8)
+image[:, :32, 0] = 255
+image[:, 32:, 2] = 255
+with torch.no_grad():
+    img = torch.nn.functional.normalize(model.encode_image(preprocess(Image.fromarray(image))[None]).float(), dim=-1)
+    txt = torch.nn.functional.normalize(model.encode_text(open_clip.get_tokenizer("tiny-clip")(json.loads(sys.argv[3])))
+                                        .float(), dim=-1)
+print(json.dumps((100.0 * img @ txt.T)[0].tolist()))
+"""
+
+
+def test_clip_score_runs_in_the_models_environment(tiny_clip, tmp_path):
     from ovi_pl.evaluation.clip_score import ClipScorer
 
     scorer = ClipScorer("tiny-clip", tiny_clip["weights"], tiny_clip["config"], num_frames=4, python=tiny_clip["python"])
-    clip = clip_folder / "000_in_sync.mp4"
-    scores = scorer([(clip, "white flashes"), (clip, "a concert stage"), (clip, "white flashes")])
-    assert all(-100 <= s <= 100 for s in scores)
-    assert scores[0] == pytest.approx(scores[2]) and scores[0] != pytest.approx(scores[1])
+    clip = known_frame_clip(tmp_path / "red_blue.mp4")
+    texts = ["white flashes", "a concert stage"]
+    scores = scorer([(clip, text) for text in texts])
+    result = subprocess.run([str(tiny_clip["python"]), "-I", "-c", CLIP_OF_KNOWN_FRAME, str(tiny_clip["config"]),
+                             str(tiny_clip["weights"]), json.dumps(texts)],
+                            capture_output=True, text=True, timeout=300, check=True)
+    expected = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scores == pytest.approx(expected, abs=1e-3)
+    assert abs(expected[0] - expected[1]) > 0.01  # the two texts are told apart, so the match above means something
 
 
 # ---------------------------------------------------------------------------- CLAP
@@ -170,14 +234,44 @@ def tiny_clap(tmp_path_factory) -> Path:
     return path
 
 
-def test_clap_score_from_a_local_model(clip_folder, tiny_clap):
+def test_clap_score_from_a_local_model(tiny_clap, tmp_path):
+    """The scorer's value for a clip whose audio is known sample for sample (ALAC, at the model's 48 kHz):
+    100 x cosine of CLAP's normalised embeddings of those samples and of the text, computed here."""
+    import soundfile
+    from transformers import ClapModel, ClapProcessor
+
     from ovi_pl.evaluation.clap_score import ClapScorer
 
+    rate = 48000
+    t = np.arange(2 * rate) / rate
+    samples = np.round(0.3 * (1 + t) * np.sin(2 * np.pi * (440 + 200 * t) * t) * 32767).astype(np.int16)
+    soundfile.write(str(tmp_path / "chirp.wav"), samples, rate, subtype="PCM_16")
+    clip = tmp_path / "chirp.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25:d=2",
+                    "-i", str(tmp_path / "chirp.wav"), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "alac",
+                    str(clip)], check=True)
     scorer = ClapScorer(tiny_clap)
-    clip = clip_folder / "000_in_sync.mp4"
     assert len(scorer.processor.tokenizer("cheering crowd").input_ids) > 2  # real tokens, not just <s></s>
-    scores = scorer([(clip, "beeping"), (clip, "cheering crowd")])
-    assert all(-100 <= s <= 100 for s in scores) and scores[0] != pytest.approx(scores[1])
+    texts = ["beeping", "cheering crowd"]
+    scores = scorer([(clip, text) for text in texts])
+
+    model = ClapModel.from_pretrained(tiny_clap, local_files_only=True).eval()
+    processor = ClapProcessor.from_pretrained(tiny_clap, local_files_only=True)
+
+    def unit(output) -> torch.Tensor:
+        emb = output if isinstance(output, torch.Tensor) else output.pooler_output
+        return torch.nn.functional.normalize(emb, dim=-1)
+
+    with torch.no_grad():
+        features = processor.feature_extractor([samples / 32768.0], sampling_rate=rate, return_tensors="pt")
+        audio = unit(model.get_audio_features(input_features=features["input_features"],
+                                              is_longer=features.get("is_longer")))
+        expected = []
+        for text in texts:
+            tokens = processor.tokenizer([text], return_tensors="pt")
+            expected.append(float(100 * (audio * unit(model.get_text_features(**tokens))).sum()))
+    assert scores == pytest.approx(expected, abs=1e-3)
+    assert abs(expected[0] - expected[1]) > 0.01
 
 
 # ---------------------------------------------------------------------------- command
@@ -188,7 +282,7 @@ def test_evaluate_command_logs_a_table_to_mlflow(clip_folder, tiny_clap, tmp_pat
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     result = subprocess.run(
         [sys.executable, "-m", "ovi_pl", "evaluate", "--clips", str(clip_folder),
-         "--sync_scorer", "test_evaluation:EnvelopeSyncScorer", "--clap_model", str(tiny_clap),
+         "--sync_scorer", "test_evaluation:KnownSyncScorer", "--clap_model", str(tiny_clap),
          "--tracking_uri", tracking, "--run_name", "tiny-eval"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -197,8 +291,12 @@ def test_evaluate_command_logs_a_table_to_mlflow(clip_folder, tiny_clap, tmp_pat
     assert {"evaluation.json", "evaluation.csv"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     table = json.loads(Path(client.download_artifacts(run.info.run_id, "evaluation.json", str(tmp_path))).read_text())
     assert {"file", "sync_c", "sync_d", "sync_offset", "clap_score"} <= set(table["columns"])
-    assert run.data.metrics["eval/sync_abs_offset"] == pytest.approx(1.5)
-    assert "eval/clap_score" in run.data.metrics and "eval/sync_c" in run.data.metrics
+    metrics = run.data.metrics
+    assert (metrics["eval/sync_abs_offset"], metrics["eval/sync_c"], metrics["eval/sync_d"]) == (1.5, 4.375, 5.625)
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    assert [(r["file"], r["sync_offset"], r["sync_c"], r["sync_d"]) for r in rows] == [
+        ("000_in_sync.mp4", 0, 7.5, 2.25), ("001_late_audio.mp4", -3, 1.25, 9.0)]
+    assert metrics["eval/clap_score"] == pytest.approx(sum(r["clap_score"] for r in rows) / 2)
 
 
 def test_evaluate_needs_something_to_score(clip_folder, tmp_path):

@@ -33,9 +33,9 @@ from ovi_pl.generation.cli import parse_config
 from ovi_pl.generation.media_io import probe_av
 from ovi_pl.models.ovi import OviFusionModel, get_model_config, save_ovi_checkpoint
 
-from conftest import ROOT, SHARED_MEDIA, randomize_, run_ovi_pl, tiny_inputs
+from conftest import ROOT, SAMPLE_PROMPTS_CSV, randomize_, run_ovi_pl, tiny_inputs
 
-PROMPTS_CSV = SHARED_MEDIA / "ovi_example_prompts_t2v.csv"
+PROMPTS_CSV = SAMPLE_PROMPTS_CSV
 
 
 def tiny_conditioning(seed: int = 0) -> Conditioning:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_MEDIA, models_python
+from conftest import SAMPLE_MEDIA, models_python
 
 from ovi_pl.media.audio import iter_audio_windows, load_audio, save_wav
 from curation.speech.segments import plan_segments
@@ -26,7 +26,7 @@ REPO = TESTS.parent
 sys.path.insert(0, str(TESTS))
 from speech_media import silent_clip, speech_with_silence  # noqa: E402
 
-MEDIA = SHARED_MEDIA
+MEDIA = SAMPLE_MEDIA  # examples/media, shipped with the repository
 CLIPS = ["kitchen_two_women", "stage_three_men", "two_men_closeup"]
 
 
@@ -348,8 +348,8 @@ def _pipeline(tmp_path: Path, text: str, speech: dict) -> tuple[Path, subprocess
     cfg.write_text(yaml.safe_dump({
         "inputs": {"manifest": str(manifest)}, "output": {"dir": str(out)}, "ray": {"num_cpus": 2},
         "transcode": {"preset": "ultrafast"},
-        # av_offset judges a test pattern against speech onsets; not what this test is about
-        "filters": {"area": {"min_area": 160 * 120}, "av_offset": {"enabled": False}},
+        # the sync judges look at a test pattern against speech; not what this test is about
+        "filters": {"area": {"min_area": 160 * 120}, "sync": {"enabled": False}},
         "speech": speech}))
     proc = subprocess.run([sys.executable, "curation/run.py", "--config", str(cfg)], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
