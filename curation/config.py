@@ -35,9 +35,12 @@ class RayConfig(_Section):
 
 class InputsConfig(_Section):
     # Local files or directories (searched recursively) and fsspec URLs (s3://bucket/prefix, gs://..., file://...).
+    # A path with nothing there is a typo: the run stops before any work, naming every such path.
     paths: list[str] = Field(default_factory=list)
     # A text file with one path or URL a line, a .jsonl file of {"path": ..., "caption": ...} objects, or a .csv
-    # with a `path` column (and optionally `caption`).
+    # with a `path` column (and optionally `caption`). Each line names one file and gets one record (a directory
+    # or a repeated line is rejected, saying so); unreadable lines and captions `package` would reject fail
+    # the config load (curation.preflight), each line listed.
     manifest: Path | None = None
     extensions: list[str] = Field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
 
@@ -68,12 +71,42 @@ class ProbeConfig(_Section):
     max_side: _PosInt = 8192
     max_duration_s: _PosFloat = 6 * 3600.0
     require_audio: bool = True
+    # Clips are 24 fps, so a slower source repeats frames: at 15 fps 3 of every 8 clip frames are repeats, at
+    # 12 fps every frame shows twice. Those judder, teach the model stutter and give the motion filter's
+    # frame pairs zero flow. 23 keeps every standard camera and broadcast rate (23.976, 24, 25, 29.97, 30, 50,
+    # 60) and drops 15-20 fps webcam and screen captures, 12 fps animation exports, timelapses and slideshows;
+    # lower it (e.g. 14) to keep 15 fps webcam speech. 0 keeps every rate.
+    min_fps: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 23.0
+    # Seconds of audio per second of video (stream durations from the header). Below it the clips cut
+    # from the part without audio get inserted silence; 0.9 allows a short late start or early end.
+    # 0 keeps any audio length; so does require_audio: false, which accepts silence in place of audio.
+    min_audio_coverage: _Prob = 0.9
 
 
 class ScenesConfig(_Section):
-    # PySceneDetect ContentDetector defaults; a clip never crosses a detected cut.
+    # Scene detection decodes the source once at clip.fps and 256 px (curation/stages/scenes.py); a clip never
+    # crosses a cut and never holds a frame of a dissolve, fade or black. Measurements: bench/scenes.py.
+    # Hard cuts: PySceneDetect ContentDetector's default (mean HSV change between consecutive frames, 0-255).
+    # Every frame above it is a cut: there is no minimum scene length, because PySceneDetect's merging of
+    # short scenes leaves the cut out of a shot shorter than that inside the next scene, and so inside a clip.
     threshold: _PosFloat = 27.0
-    min_scene_len_frames: _PosInt = 15
+    # A cut into a stretch of at most this many frames that then returns to the shot before it (the frame
+    # after scores below `threshold` against the frame before) is a flash, not a cut, and stays in the shot.
+    # 3 frames = 125 ms at 24 fps: a photo flash lights 1-2 frames (a 12 fps source shows each twice); a
+    # picture that returns after 4+ frames is more likely an inserted shot. 0: every cut is a cut.
+    max_flash_frames: Annotated[int, Field(ge=0, le=24)] = 3
+    # Dissolves and fades: in a window of 13-49 frames whose end frames differ by at least `blend_min_change`
+    # (mean 8-bit change at 64 px), a middle frame closer to the ends' average than `blend_max_residual` times
+    # that change is blended; the span around it is then grown on the histogram change. Measured in each
+    # source's best window: dissolves and fades 0.01-0.25 (0.2-0.25 only over testsrc2's heavy motion); cuts,
+    # flashes, pans, zooms, camera shake and talking people >= 0.34. Below a change of 12 the test reads noise
+    # (a talking head scores 0.33 at a change of 9).
+    blend_min_change: _PosFloat = 12.0
+    blend_max_residual: Annotated[float, Field(gt=0, lt=0.5)] = 0.3
+    # Frames whose mean 8-bit level is below this (PySceneDetect ThresholdDetector's default) are black and
+    # kept out of clips: the middle of a fade through black, and black before a cut into a dark shot, which
+    # ContentDetector may not score as a cut. 0 turns it off.
+    black_threshold: Annotated[int, Field(ge=0, le=255)] = 12
     # Cap per scene so one long static shot cannot dominate the data; None takes every clip.
     max_clips_per_scene: _PosInt | None = None
 
@@ -170,17 +203,40 @@ class SyncNetFilter(_Section):
         return self
 
 
-class AVOffsetFilter(_Section):
+class MouthJudge(_Section):
     enabled: bool = True
-    # no_face: clips SyncNet found no face in (or did not score); all: every clip.
-    apply_to: Literal["no_face", "all"] = "no_face"
-    max_abs_offset: Annotated[int, Field(ge=0)] = 3            # same tolerance as SyncNet's paper rule
-    # Below: no evidence either way, keep. Measured peaks: 0.94 for flash-and-click clips, but up to
-    # 0.37 at a wrong lag for in-sync speech (lips move little against body and camera motion) and
-    # 0.38 for a steady tone over moving test patterns (no onsets at all). 0.6 rejects only the former.
+    # z-score of the lip-motion/speech-envelope peak over rotated audio (ovi_pl/sync/mouth.py): the 95th
+    # percentile of what the sample clips score with unrelated sound (another clip's, or their own played
+    # backwards), measured by bench/sync_accuracy.py, so about 1 in 20 unrelated tracks passes as verified.
+    min_confidence: _PosFloat = 4.3
+    frame_width: Annotated[int, Field(ge=160, le=1920)] = 640
+    detect_every: _PosInt = 2
+    min_track_frames: Annotated[int, Field(ge=24)] = 48     # 2 s at 24 fps
+    min_face_size: Annotated[float, Field(ge=0)] = 40.0      # pixels at frame_width
+
+
+class OnsetJudge(_Section):
+    enabled: bool = True
+    # Correlation of audio onsets with visual motion (ovi_pl/sync/onset.py). Measured peaks: 0.94 for
+    # flash-and-click clips, up to 0.37 at a wrong lag for in-sync speech and 0.38 for a steady tone
+    # over moving test patterns (no onsets at all); 0.6 verifies only the former.
     min_confidence: Annotated[float, Field(ge=-1, le=1)] = 0.6
-    max_lag_frames: Annotated[int, Field(ge=1, le=100)] = 15
     motion_width: Annotated[int, Field(ge=16, le=1024)] = 96
+
+
+class SyncFilter(_Section):
+    """The weight-free sync judges, for clips SyncNet did not decide: the mouth judge for clips with a
+    face track, the onset judge for the others. A judge whose confidence clears its gate verifies the
+    clip; a verified |offset| above max_abs_offset rejects it (`av_offset`)."""
+
+    enabled: bool = True
+    max_abs_offset: Annotated[int, Field(ge=0)] = 3            # SyncNet's paper tolerance, in frames
+    max_lag_frames: Annotated[int, Field(ge=1, le=100)] = 15
+    # false: clips no judge could verify are kept and counted (report: kept unverified); true: rejected
+    # as `sync_unverified`.
+    reject_unverified: bool = False
+    mouth: MouthJudge = MouthJudge()
+    onset: OnsetJudge = OnsetJudge()
 
 
 class FiltersConfig(_Section):
@@ -189,7 +245,7 @@ class FiltersConfig(_Section):
     motion: MotionFilter = MotionFilter()
     aesthetic: AestheticFilter = AestheticFilter()
     syncnet: SyncNetFilter = SyncNetFilter()
-    av_offset: AVOffsetFilter = AVOffsetFilter()
+    sync: SyncFilter = SyncFilter()
 
 
 class VadConfig(_Section):

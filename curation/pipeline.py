@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .config import REPO_ROOT, CurationConfig
+from .keys import source_prefix
 from .report import RunAccounting, make_record, write_manifest, write_report
 from .runner import add_stage, decode_rows
-from .stage import KEPT, Row, Stage
+from .stage import KEPT, QUARANTINED, Row, Stage
 from .stages.aesthetic import AestheticFilterStage
-from .stages.av_offset import AVOffsetStage
 from .stages.captions import CaptionStage
 from .stages.speech import AudioSegmentsStage, TranscribeStage, VoiceActivityStage
+from .stages.sync import AVSyncStage
 from .stages.syncnet import SyncNetFilterStage
 from .stages.area import AreaFilterStage
 from .stages.discover import DiscoverInputs, read_manifest
@@ -74,7 +75,7 @@ def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
         stages.append(MotionFilterStage(f.motion))
     if f.aesthetic.enabled:
         stages.append(AestheticFilterStage(f.aesthetic))
-    # Speech before sync (SyncNet and the onset/motion estimate both use the clip's audio) and
+    # Speech before sync (SyncNet and the weight-free judges use the clip's audio) and
     # before captions, which quote the transcript inside <S>..<E>.
     if config.speech.vad.enabled:
         stages.append(VoiceActivityStage(config.speech.vad))
@@ -82,8 +83,8 @@ def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
         stages.append(TranscribeStage(config.speech.asr))
     if f.syncnet.enabled:
         stages.append(SyncNetFilterStage(f.syncnet))
-    if f.av_offset.enabled:
-        stages.append(AVOffsetStage(f.av_offset))
+    if f.sync.enabled:
+        stages.append(AVSyncStage(f.sync))
     if config.captions.enabled:
         stages.append(CaptionStage(config.captions))
     stages.append(PackageSamples(config.clip))
@@ -91,14 +92,14 @@ def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
 
 
 def discover(config: CurationConfig) -> list[Row]:
-    specs = [{"spec": p, "caption": None, "base": os.getcwd()} for p in config.inputs.paths]
-    rows = DiscoverInputs(config.inputs.extensions, strict=True).process_batch(specs)
+    """One row per named input (inputs.paths expanded, then each manifest line), rejected ones included;
+    raises InputNotFoundError listing every path of inputs.paths that does not exist."""
+    specs = [{"spec": p, "caption": None, "base": os.getcwd(), "origin": f"inputs.paths[{i}]"}
+             for i, p in enumerate(config.inputs.paths)]
     if config.inputs.manifest is not None:
-        rows += DiscoverInputs(config.inputs.extensions, strict=False).process_batch(read_manifest(config.inputs.manifest))
-    unique: dict[str, Row] = {}
-    for row in rows:
-        unique.setdefault(row["input_id"], row)
-    return list(unique.values())
+        specs += read_manifest(config.inputs.manifest)
+    # One pass over both lists, so a manifest line naming a file inputs.paths already found is a duplicate.
+    return DiscoverInputs(config.inputs.extensions, strict=True).process_batch(specs)
 
 
 # Rows written to shards: clips (audio_video) and audio-only segments of their sources.
@@ -146,10 +147,14 @@ class OutputCollector:
         self.total = total_inputs
         self.finished = 0
         self.log = log
+        self.clips_dir = paths.work / "clips"
+        self.downloads: dict[str, Path] = {}  # input_id -> its local copy (fsspec inputs), removed when done
 
     def add(self, row: Row) -> None:
         progress = self.inputs.setdefault(row["input_id"], _InputProgress(row["uri"]))
         progress.add(row)
+        if row.get("path") and Path(row["path"]).parent == self.paths.work / "downloads":
+            self.downloads[row["input_id"]] = Path(row["path"])
         record = make_record(row)
         progress.records.append(record)
         closed: list[tuple[str, list[str]]] = []
@@ -167,7 +172,12 @@ class OutputCollector:
                 members["flac"] = Path(row["flac_path"])
                 closed = self.writer.add(key, members)
         elif row.get("record_type") in _SAMPLE_TYPES:
-            _remove_work_files(row)
+            # Not kept, whichever stage said so (a quarantined row may not name its files): nothing may stay.
+            _remove_work_files(row, self.clips_dir)
+        elif row.get("status") == QUARANTINED:
+            # An input-level stage that writes files (audio_segments) failed part-way: its keys share a prefix.
+            for stale in self.clips_dir.glob(f"{source_prefix(row['uri'])}-*"):
+                stale.unlink(missing_ok=True)
         self._on_closed(closed)
         self._maybe_done(row["input_id"])
 
@@ -201,6 +211,9 @@ class OutputCollector:
             return
         self.markers.write(input_id, progress.uri, progress.records)
         del self.inputs[input_id]
+        download = self.downloads.pop(input_id, None)
+        if download is not None:
+            download.unlink(missing_ok=True)
         self.finished += 1
         kept = sum(r["status"] == KEPT and r.get("record_type") != "audio_clip" for r in progress.records)
         audio = sum(r["status"] == KEPT and r.get("record_type") == "audio_clip" for r in progress.records)
@@ -210,14 +223,20 @@ class OutputCollector:
                  + (f", not kept: {', '.join(reasons)}" if reasons else ""))
 
 
-def _remove_work_files(row: Row) -> None:
+def _remove_work_files(row: Row, clips_dir: Path | None = None) -> None:
+    """Delete a sample row's work files: those it names and, given `clips_dir`, those its key names there."""
     for name in ("mp4_path", "flac_path"):
         if row.get(name):
             Path(row[name]).unlink(missing_ok=True)
+    if clips_dir is not None and row.get("key"):
+        for suffix in (".mp4", ".flac"):
+            (clips_dir / f"{row['key']}{suffix}").unlink(missing_ok=True)
 
 
 def init_ray(config: CurationConfig) -> None:
     """Connect to the cluster the config or RAY_ADDRESS names, or start an in-process one."""
+    import secrets
+
     import ray
 
     if ray.is_initialized():
@@ -230,6 +249,14 @@ def init_ray(config: CurationConfig) -> None:
     # Workers of a local cluster inherit this environment; the repo root on PYTHONPATH lets them
     # unpickle the stages when run.py was started as a script rather than an installed package.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    # With no auth configured, Ray starts a new cluster with token auth and saves a fresh token to
+    # ~/.ray/auth_token. That file outlives this private cluster and turns token auth on for every
+    # later `ray start --head` of the user, while `ray job submit` only sends a token under
+    # RAY_AUTH_MODE=token: the README's commands then fail with "Missing authentication token".
+    # A token of its own in the environment (the cluster's processes inherit it) keeps this cluster
+    # behind token auth and leaves nothing in the home directory. Auth the user set up is left alone.
+    if not any(os.environ.get(v) for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     # address="local": never attach to some other cluster on this machine that `ray start` left running.
     ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False)
 
@@ -238,12 +265,12 @@ def run(config: CurationConfig, log: Any = print) -> dict[str, Any]:
     """Run the pipeline; return the summary. Safe to rerun on the same output dir: it resumes."""
     t0 = time.time()
     paths = RunPaths(config.output.dir.resolve())
+    inputs = discover(config)  # before anything is written: a missing input path fails an untouched output dir
     # Clips a killed run left half-transcoded; their inputs have no marker and are redone.
     shutil.rmtree(paths.work / "clips", ignore_errors=True)
     for p in (paths.shards, paths.state, paths.work):
         p.mkdir(parents=True, exist_ok=True)
     _check_config_unchanged(config, paths)
-    inputs = discover(config)
     collector = OutputCollector(paths, config, len(inputs), log)
     done = collector.markers.done_ids()
     todo = [r for r in inputs if r["input_id"] not in done]
@@ -316,6 +343,9 @@ def _print_counts(summary: dict[str, Any], paths: RunPaths, log: Any) -> None:
     log(f"[curation] finished in {summary['seconds']} s: {summary['inputs']} inputs, {summary['clips']} clips, "
         f"{summary['kept']} kept, {summary['rejected']} rejected, {summary['quarantined']} quarantined, "
         f"{audio}{summary['shards']} shards")
+    if summary["sync_methods"]:
+        judged = ", ".join(f"{n} {m}" for m, n in summary["sync_methods"].items())
+        log(f"[curation] sync judged by: {judged}; {summary['kept_unverified']} kept clips unverified")
     for reason, count in summary["by_reason"].items():
         log(f"[curation]   {count:6d}  {reason}")
     log(f"[curation] shards: {paths.shards}  manifest: {paths.manifest}  report: {paths.report / 'index.html'}")

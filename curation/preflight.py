@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data_specs import caption_style, check_caption_tags
+
 from .captioning.backends import local_model_problem as caption_model_problem
 from .config import ConfigError, CurationConfig, read_config
+from .keys import display_name
 from .speech.asr import local_model_problems
+from .stages.discover import manifest_entries
 from .stages.speech import asr_settings
 
 
@@ -55,4 +59,45 @@ def environment_problems(config: CurationConfig) -> list[str]:
             problems.append(problem)
     if config.inputs.manifest is not None and not config.inputs.manifest.is_file():
         problems.append(f"inputs.manifest: {config.inputs.manifest} does not exist")
+    elif config.inputs.manifest is not None:
+        problems += manifest_problems(config)
+    return problems
+
+
+# A manifest of a million bad lines should not print a million lines; the count says how many there are.
+_MAX_LISTED = 100
+
+
+def manifest_problems(config: CurationConfig) -> list[str]:
+    """Every manifest line that cannot be read, and every caption `package` would reject, with its problem.
+
+    Captions get the checks `package` makes (data_specs' tag grammar, what `parse_sample_meta` runs) and
+    must be in the style of `captions.style`. With `captions.enabled` the captioner replaces a caption that
+    fails them instead, so then only unreadable lines are problems.
+    """
+    manifest = config.inputs.manifest
+    specs, bad = manifest_entries(manifest)
+    if not config.captions.enabled:
+        for spec in specs:
+            if spec.get("caption"):
+                bad += [f"{spec['origin']}: {p}" for p in caption_problems(spec["caption"], config.captions.style)]
+    if not bad:
+        return []
+    more = f"\n    ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+    return [f"inputs.manifest: {len(bad)} problems in {manifest}; fix these lines (captions: data_specs/SPEC.md):"
+            + "".join(f"\n    {display_name(line)}" for line in bad[:_MAX_LISTED]) + more]
+
+
+def caption_problems(caption: str, style: str) -> list[str]:
+    """Why `package` would reject a manifest caption, or why it is not in the run's `captions.style`."""
+    try:
+        caption.encode("utf-8")
+    except UnicodeEncodeError:
+        return ["caption is not valid UTF-8 text"]
+    problems = check_caption_tags(caption)
+    found = caption_style(caption)
+    if not problems and found != style:
+        want = "<AUDCAP>description<ENDAUDCAP>" if style == "audcap" else "'Audio: description'"
+        problems.append(f"the audio description is in the {found} style, but captions.style is {style}: end the "
+                        f"caption with {want}")
     return problems

@@ -10,19 +10,24 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .keys import display_name
 from .stage import Row
 
 # Row fields copied into a record; media payloads and paths into the work directory are left out.
 _RECORD_FIELDS = ("record_type", "input_id", "uri", "key", "clip_index", "num_clips", "scene_index", "start_s",
                   "end_s", "status", "reason", "detail", "error_type", "error", "caption")
 # Audio-segment fields, recorded only on rows that have them (runs without audio segments keep their columns).
-_OPTIONAL_FIELDS = ("num_audio_segments", "parent_key", "segment_kind", "duration_s")
+_OPTIONAL_FIELDS = ("num_audio_segments", "parent_key", "segment_kind", "duration_s", "sync_method", "sync_verified")
 
 
 def make_record(row: Row) -> dict[str, Any]:
-    """The manifest record of a row that left the pipeline."""
-    record = {k: row.get(k) for k in _RECORD_FIELDS}
-    record.update({k: row[k] for k in _OPTIONAL_FIELDS if k in row})
+    """The manifest record of a row that left the pipeline.
+
+    Text fields are made printable (`display_name`): a name or an error message can hold the bytes of a
+    non-UTF-8 file name, which parquet, JSON readers and terminals cannot take.
+    """
+    record = {k: _printable(row.get(k)) for k in _RECORD_FIELDS}
+    record.update({k: _printable(row[k]) for k in _OPTIONAL_FIELDS if k in row})
     record["stage"] = row.get("rejected_by")
     record["has_caption"] = bool(record.pop("caption"))
     probe = row.get("probe") or {}
@@ -31,6 +36,10 @@ def make_record(row: Row) -> dict[str, Any]:
     record["scores"] = dict(row.get("scores") or {})
     record["shard"] = None
     return record
+
+
+def _printable(value: Any) -> Any:
+    return display_name(value) if isinstance(value, str) else value
 
 
 class RunAccounting:
@@ -42,6 +51,7 @@ class RunAccounting:
         self.inputs: set[str] = set()
         self.counts: Counter[str] = Counter()
         self.by_reason: Counter[str] = Counter()
+        self.sync_methods: Counter[str] = Counter()               # clips by the judge that decided their sync
         self.quarantine: list[dict[str, Any]] = []
         self.scores: dict[str, tuple[array, array]] = {}          # name -> (kept values, other values)
         self.column_types: dict[str, set[str]] = {}               # manifest column -> python type names
@@ -55,6 +65,9 @@ class RunAccounting:
         self.counts["rejected_inputs"] += status != "kept" and record.get("record_type") == "input"
         if status != "kept":
             self.by_reason[f"{record['stage']}: {record['reason']}"] += 1
+        if record.get("sync_method"):
+            self.sync_methods[record["sync_method"]] += 1
+            self.counts["kept_unverified"] += status == "kept" and not record.get("sync_verified")
         if status == "quarantined":
             self.quarantine.append({"uri": record["uri"], "key": record.get("key"), "stage": record["stage"],
                                     "error_type": record.get("error_type"), "error": record.get("error")})
@@ -78,6 +91,8 @@ class RunAccounting:
             "audio_segments": c["audio_kept"],
             "audio_segments_not_kept": c["audio_rejected"] + c["audio_quarantined"],
             "rejected_inputs": c["rejected_inputs"],
+            "sync_methods": dict(sorted(self.sync_methods.items())),
+            "kept_unverified": c["kept_unverified"],
             "by_reason": dict(sorted(self.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
             "quarantine": self.quarantine,
         }
@@ -163,12 +178,16 @@ def write_report(accounting: RunAccounting, report_dir: Path, thresholds: dict[s
     quarantine = "".join(f"<tr><td>{html.escape(q['uri'])}</td><td>{html.escape(str(q['stage']))}</td>"
                          f"<td>{html.escape(str(q['error_type']))}: {html.escape(str(q['error']))}</td></tr>"
                          for q in summary["quarantine"])
+    judged = ", ".join(f"{n} {m}" for m, n in summary["sync_methods"].items()) or "no clip reached the sync judges"
+    sync = (f"Clips judged by: {html.escape(judged)}. <b>{summary['kept_unverified']} kept clips are unverified</b>: no "
+            "judge was confident either way (filters.sync.reject_unverified rejects them).")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Curation report</title></head><body>
 <h1>Curation report</h1>
 <p>{summary['inputs']} inputs, {summary['clips']} clips: <b>{summary['kept']} kept</b>, {summary['rejected']} rejected,
 {summary['quarantined']} quarantined; {summary['audio_segments']} audio-only segments kept,
 {summary['audio_segments_not_kept']} not kept. Records: <a href="../manifest.parquet">manifest.parquet</a>,
 <a href="summary.json">summary.json</a>.</p>
+<h2>Audio-visual sync</h2><p>{sync}</p>
 <h2>Rejections by stage and reason</h2><table border="1"><tr><th>stage: reason</th><th>count</th></tr>{rows}</table>
 <h2>Quarantined</h2><table border="1"><tr><th>input</th><th>stage</th><th>error</th></tr>{quarantine}</table>
 <h2>Scores</h2>{''.join(f'<p><a href="{i}"><img src="{i}" alt="{i}"></a></p>' for i in images)}

@@ -30,18 +30,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from curation.pipeline import discover, run
-    from curation.stages.discover import InputNotFoundError
+    from curation.stages.discover import InputNotFoundError, missing_local_paths
 
     try:
+        missing = missing_local_paths(config.inputs.paths)
+        if missing:  # a typo in the config: say so before the output directory is made
+            raise InputNotFoundError.listing(missing)
         if args.check:
             inputs = discover(config)
             print(f"config OK; {len(inputs)} inputs")
+            _print_discovery(inputs, config)
             return 0
         run(config, log=lambda msg: print(msg, flush=True))
     except InputNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0  # quarantined inputs are in the report; they do not fail the run
+
+
+def _print_discovery(inputs: list[dict], config) -> None:
+    """What --check found besides the count: inputs rejected by name alone, and uncaptioned ones."""
+    from collections import Counter
+
+    rejected = [r for r in inputs if r.get("status") != "kept"]
+    for reason, count in sorted(Counter(r["reason"] for r in rejected).items()):
+        print(f"  {count:6d} rejected at discovery: {reason}")
+    for row in rejected[:20]:
+        print(f"         {row['uri']}: {row['reason']}: {row.get('detail', '')}")
+    if len(rejected) > 20:
+        print(f"         ... and {len(rejected) - 20} more (all are in manifest.parquet after a run)")
+    uncaptioned = sum(not r.get("caption") for r in inputs if r.get("status") == "kept")
+    if uncaptioned and not config.captions.enabled:
+        print(f"  {uncaptioned:6d} inputs have no caption and captions.enabled is false: their clips will be "
+              "rejected as package: uncaptioned (give captions in the manifest or enable captions)")
 
 
 if __name__ == "__main__":

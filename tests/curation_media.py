@@ -72,7 +72,7 @@ EXPECTED = {
     "audio_only": [("rejected", "probe", "no_video_stream")],
     "no_audio": [("rejected", "probe", "no_audio_stream")],
     "two_scenes": [("kept", None, None), ("kept", None, None)],
-    "corrupt": [("rejected", "probe", "unreadable")],
+    "corrupt": [("rejected", "probe", "not_media")],
 }
 
 

@@ -1,19 +1,20 @@
 """Curation pipeline: config, stage framework, filters, shards, resume after SIGKILL, `ray job submit`.
 
 The end-to-end tests run `curation/run.py` as a subprocess on small synthetic media (ffmpeg lavfi)
-and the three real clips in shared/media; each run starts its own in-process Ray cluster.
+and the three sample clips in examples/media; each run starts its own in-process Ray cluster.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,11 +34,10 @@ from data_specs import validate_shards
 
 sys.path.insert(0, str(Path(__file__).parent))
 from curation_media import EXPECTED, make_synthetic_media  # noqa: E402
-from conftest import models_python  # noqa: E402
+from conftest import SAMPLE_CLIPS, models_python  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_MEDIA = REPO.parent / "shared" / "media"
-REAL_CLIPS = sorted(SHARED_MEDIA.glob("*.mp4"))
+REAL_CLIPS = list(SAMPLE_CLIPS)
 PYTHON = sys.executable
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
 
@@ -231,35 +231,70 @@ def test_aesthetic_head_has_laion_layout() -> None:
 
 
 AESTHETIC_CHECK = """
-import sys, torch, open_clip
+import json, sys, torch, open_clip
 from pathlib import Path
 from curation.config import AestheticFilter
 from curation.stages.aesthetic import AestheticFilterStage, build_head
-tmp, clip_path = Path(sys.argv[1]), Path(sys.argv[2])
-# Random weights at the real architecture: checks loading from local files and the scoring path,
-# not the score's meaning (real weights are not downloadable in tests).
-torch.save(open_clip.create_model("ViT-L-14", pretrained=None).state_dict(), tmp / "clip.pt")
-torch.save(build_head().state_dict(), tmp / "head.pth")
-stage = AestheticFilterStage(AestheticFilter(enabled=True, clip_weights=tmp / "clip.pt", head_weights=tmp / "head.pth",
-                                             min_score=-1e9, num_frames=2, environment="main"))
+tmp, clips = Path(sys.argv[1]), sys.argv[2:]
+# Real weights are not downloadable in tests: a tiny open_clip model with ViT-L/14's 768-d embedding (what
+# the LAION head takes) and random weights, loaded from local files by the stage's own code. The scores are
+# what this model says of these clips; a random ViT-L/14 says nearly the same of any image, and slowly.
+(tmp / "tiny-clip-768.json").write_text(json.dumps({
+    "embed_dim": 768, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
+open_clip.add_model_config(tmp / "tiny-clip-768.json")
+torch.manual_seed(0)
+torch.save(open_clip.create_model("tiny-clip-768", pretrained=None).state_dict(), tmp / "clip.pt")
+head = build_head()
+with torch.no_grad():  # the head is linear; a random one maps every clip to nearly one score, so spread them
+    head.layers[7].weight.mul_(1000.0)
+torch.save(head.state_dict(), tmp / "head.pth")
+config = dict(enabled=True, clip_model="tiny-clip-768", clip_weights=tmp / "clip.pt", head_weights=tmp / "head.pth",
+              num_frames=2, environment="main")
+stage = AestheticFilterStage(AestheticFilter(**config, min_score=-1e9))
 stage.setup()
-out = stage.process_batch([{"status": "kept", "mp4_path": str(clip_path), "scores": {}}])
-assert out[0]["status"] == "kept" and isinstance(out[0]["scores"]["aesthetic"], float), out
-print("aesthetic", out[0]["scores"]["aesthetic"])
+
+
+def run():
+    rows = stage.process_batch([{"key": str(i), "status": "kept", "mp4_path": c, "scores": {}}
+                                for i, c in enumerate(clips)])
+    return [[r["status"], r.get("reason"), r["scores"]["aesthetic"]] for r in rows]
+
+
+first = run()  # what the stage scores these clips, nothing rejected
+scores = [score for _, _, score in first]
+out = {"first": first, "runs": {}}
+for name, threshold in (("between", sum(scores) / 2), ("at_lower", min(scores)), ("above_both", max(scores) + 1)):
+    stage.config = AestheticFilter(**config, min_score=threshold)
+    out["runs"][name] = run()
+print("RESULT" + json.dumps(out))
 """
 
 
-def test_aesthetic_stage_scores_with_open_clip(tmp_path: Path) -> None:
+def test_aesthetic_stage_rejects_below_the_threshold_and_keeps_the_rest(tmp_path: Path) -> None:
+    """Score two clips (a moving test pattern, a flat teal frame) with the stage, then run it again with
+    thresholds derived from those scores: between them it rejects the lower one only (`low_aesthetic`, its
+    score recorded); at the lower score it keeps both (the rule is score >= min_score); above both it
+    rejects both."""
     # open-clip imports only in the second environment (README "Environments"), so the stage runs there.
     python = models_python()
     if python is None:
         pytest.skip("the aesthetic stage needs .venv-models (make models-env), which is not installed")
     media = make_synthetic_media(tmp_path / "media")
-    result = subprocess.run([str(python), "-c", AESTHETIC_CHECK, str(tmp_path), str(media["moving"])],
-                            capture_output=True, text=True, timeout=600, cwd=REPO,
+    result = subprocess.run([str(python), "-c", AESTHETIC_CHECK, str(tmp_path), str(media["moving"]),
+                             str(media["static"])], capture_output=True, text=True, timeout=600, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "aesthetic" in result.stdout
+    out = json.loads(result.stdout.split("RESULT", 1)[1])
+    runs = out["runs"]
+    scores = [score for _, _, score in out["first"]]
+    assert [status for status, _, _ in out["first"]] == ["kept", "kept"]
+    assert abs(scores[0] - scores[1]) > 0.01, scores
+    low = scores.index(min(scores))
+    assert runs["between"][low] == ["rejected", "low_aesthetic", scores[low]]
+    assert runs["between"][1 - low] == ["kept", None, scores[1 - low]]
+    assert runs["at_lower"] == [["kept", None, scores[0]], ["kept", None, scores[1]]]
+    assert runs["above_both"] == [["rejected", "low_aesthetic", scores[0]], ["rejected", "low_aesthetic", scores[1]]]
 
 
 def test_discovery_of_directories_manifests_and_urls(tmp_path: Path) -> None:
@@ -459,7 +494,7 @@ def test_report_and_printed_counts(full_run: dict) -> None:
     for png in ("hist_motion.png", "hist_mean_volume_db.png", "hist_area.png"):
         assert (report / png).stat().st_size > 1000 and png in page
     summary = json.loads((report / "summary.json").read_text())
-    assert summary["by_reason"]["probe: unreadable"] == 1 and summary["kept"] == 6
+    assert summary["by_reason"]["probe: not_media"] == 1 and summary["kept"] == 6
     assert "6 kept" in full_run["stdout"] and "motion: static" in full_run["stdout"]
 
 
@@ -530,16 +565,6 @@ def test_sigkill_then_rerun_gives_the_same_clips(full_run: dict, inputs: dict, t
     assert len(records) == len(full_run["records"]) and not list((out / "shards").glob(".tmp-*"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_cli() -> str:
-    return str(Path(PYTHON).parent / "ray")
-
-
 def _dashboard_missing() -> str | None:
     # `ray job submit` talks to the dashboard's job server, which needs ray[default]; the project pins ray[data].
     from ray._private.utils import get_dashboard_dependency_error
@@ -548,33 +573,92 @@ def _dashboard_missing() -> str | None:
     return f"the Ray dashboard (job server) cannot start: {error}; install ray[default]==2.60.0" if error else None
 
 
+def _readme_ray_commands() -> tuple[list[str], list[str]]:
+    """The `ray start` and `ray job submit` lines of README.md's Curation section, as a user types them."""
+    section = (REPO / "README.md").read_text().split("\n## Curation\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line.split(" #", 1)[0].strip() for line in section.splitlines()]
+    start = next(line for line in lines if line.startswith("ray start "))
+    submit = next(line for line in lines if line.startswith("ray job submit "))
+    return shlex.split(start), shlex.split(submit)
+
+
+# What `ray start --head` binds by default: GCS, dashboard, Ray client server, dashboard agent.
+_RAY_DEFAULT_PORTS = (6379, 8265, 10001, 52365)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed socket in TIME_WAIT is no obstacle
+        try:
+            s.bind(("", port))
+        except OSError:
+            return True
+    return False
+
+
+def _with_home(home: Path) -> list[psutil.Process]:
+    """The processes whose HOME is `home` (the cluster started there, its jobs) and all their children."""
+    entry = f"HOME={home}".encode()
+    found: dict[int, psutil.Process] = {}
+    for p in psutil.process_iter():
+        try:
+            # Read raw: setproctitle (the ray::... processes) zeroes the start of the environment,
+            # where psutil's environ() stops.
+            if p.pid != os.getpid() and entry in Path(f"/proc/{p.pid}/environ").read_bytes().split(b"\0"):
+                found |= {q.pid: q for q in [p, *p.children(recursive=True)]}
+        except (OSError, psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return list(found.values())
+
+
+def _session_dirs(procs: list[psutil.Process]) -> set[Path]:
+    """The session directories (under Ray's temp dir) that these Ray processes were started with."""
+    dirs = set()
+    for p in procs:
+        try:
+            dirs |= {Path(m) for m in re.findall(r"--session[-_]dir=(\S+)", " ".join(p.cmdline()))}
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return dirs
+
+
 @needs_ffmpeg
 @pytest.mark.skipif(_dashboard_missing() is not None, reason=str(_dashboard_missing()))
 def test_ray_job_submit_runs_the_pipeline(inputs: dict, tmp_path: Path) -> None:
-    # A private temp dir marks every process of this cluster, so teardown stops exactly those
-    # (`ray stop` would stop every Ray cluster of this user on the machine).
-    temp_dir = Path("/tmp") / f"ray_cur_{uuid.uuid4().hex[:8]}"
-    port, dash = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    # As with an activated venv: the job's `python` is this environment's interpreter.
-    env["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}"
-    # Ray 2.60 clusters require a token; a private one keeps the test off ~/.ray/auth_token.
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex + uuid.uuid4().hex)
-    start = subprocess.run([_ray_cli(), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
-                            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-                            "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-                           capture_output=True, text=True, timeout=120, env=env)
+    """README.md's `ray start` and `ray job submit`, verbatim but for the config, in a fresh home after an
+    in-process run there (which once left ~/.ray/auth_token behind: `ray start` then required a token that
+    `ray job submit` did not send) and with no Ray auth settings in the environment."""
+    start, submit = _readme_ray_commands()
+    assert submit[-2:] == ["--config", "configs/curation.yaml"], submit
+    taken = [port for port in _RAY_DEFAULT_PORTS if _port_taken(port)]
+    if taken:  # the README's commands use Ray's default ports
+        pytest.skip(f"Ray's default ports {taken} are in use (another Ray cluster on this machine?)")
+    home = tmp_path / "home"
+    home.mkdir()
+    # A user's shell: a fresh home, this venv activated, no Ray address or auth settings (an in-process
+    # cluster of this test process may have put RAY_AUTH_* into os.environ).
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(home), PATH=f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}")
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"path": str(inputs["media"]["moving"]), "caption": CAPTIONS["moving"]}) + "\n"
+                        + json.dumps({"path": str(inputs["media"]["static"])}) + "\n")
+    out = tmp_path / "out"
+    cfg = _write_yaml(tmp_path / "cfg.yaml", {**_config(inputs, out), "inputs": {"manifest": str(manifest)}})
+    in_process = ("import sys, ray; from curation.preflight import load_config; "
+                  "from curation.pipeline import init_ray; init_ray(load_config(sys.argv[1])); ray.shutdown()")
+    from ray._common.utils import get_ray_address_file
+
+    address_file, address = Path(get_ray_address_file(None)), None
     try:
-        assert start.returncode == 0, start.stdout + start.stderr
-        manifest = tmp_path / "manifest.jsonl"
-        manifest.write_text(json.dumps({"path": str(inputs["media"]["moving"]), "caption": CAPTIONS["moving"]}) + "\n"
-                            + json.dumps({"path": str(inputs["media"]["static"])}) + "\n")
-        out = tmp_path / "out"
-        cfg = _write_yaml(tmp_path / "cfg.yaml", {**_config(inputs, out), "inputs": {"manifest": str(manifest)}})
-        submit = [_ray_cli(), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO),
-                  "--", "python", "curation/run.py", "--config", str(cfg)]
+        first = subprocess.run([PYTHON, "-c", in_process, str(cfg)], cwd=REPO, capture_output=True, text=True,
+                               timeout=120, env=env)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        started = subprocess.run(start, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+        assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+        address = address_file.read_text() if address_file.exists() else None
         for _ in range(30):  # the dashboard agent that takes jobs comes up a few seconds after `ray start` returns
-            job = subprocess.run(submit, capture_output=True, text=True, timeout=240, env=env)
+            job = subprocess.run(submit[:-1] + [str(cfg)], cwd=REPO, capture_output=True, text=True, timeout=240,
+                                 env=env)
             if "No available agent" not in job.stdout + job.stderr:
                 break
             time.sleep(1)
@@ -584,17 +668,22 @@ def test_ray_job_submit_runs_the_pipeline(inputs: dict, tmp_path: Path) -> None:
         assert _shard_keys(out / "shards") == [clip_key(str(inputs["media"]["moving"]), 0)]
         assert validate_shards([out / "shards"]).ok
     finally:
-        for _ in range(3):  # stopping the raylet orphans its workers; they are found on the next pass
-            _end([p for p in psutil.process_iter() if _uses(p, str(temp_dir))])
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _uses(proc: psutil.Process, temp_dir: str) -> bool:
-    """Whether a process belongs to the cluster of `temp_dir`: named in its command line or logging under it."""
-    try:
-        return temp_dir in " ".join(proc.cmdline()) or any(f.path.startswith(temp_dir) for f in proc.open_files())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
+        # Not `ray stop`, which stops every Ray cluster of this user on the machine: only the processes
+        # that inherited this test's private HOME (stopping the raylet orphans its workers; they are
+        # found on the next pass). Then what `ray stop` clears, the note that makes a later plain
+        # `ray.init()` join this cluster, if it still names it, and the cluster's session directory.
+        sessions: set[Path] = set()
+        for _ in range(3):
+            cluster = _with_home(home)
+            sessions |= _session_dirs(cluster)
+            _end(cluster)
+        if address and address_file.exists() and address_file.read_text() == address:
+            address_file.unlink(missing_ok=True)
+        for session in sessions:
+            shutil.rmtree(session, ignore_errors=True)
+            for link in session.parent.iterdir():  # session_latest and the like, now dangling
+                if link.is_symlink() and Path(os.readlink(link)).is_relative_to(session):
+                    link.unlink(missing_ok=True)
 
 
 @needs_ffmpeg

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import AsrConfig, AudioSegmentsConfig, VadConfig
+from ..records import AudioSegmentRow
 from ..stage import Resources, Row, Stage
 
 if TYPE_CHECKING:
@@ -170,11 +171,12 @@ class AudioSegmentsStage(Stage):
                 db = round(mean_volume_db(piece), 3)
                 speech = [(round(max(a, seg.start_s) - seg.start_s, 3), round(min(b, seg.end_s) - seg.start_s, 3))
                           for a, b in spans if b > seg.start_s and a < seg.end_s] if seg.kind == "speech" else []
-                child = {**{k: v for k, v in row.items() if k != "num_audio_segments"},
-                         "key": audio_segment_key(row["uri"], i), "record_type": "audio_clip", "kind": "audio_only",
-                         "parent_key": row["input_id"], "segment_kind": seg.kind, "start_s": seg.start_s,
-                         "end_s": round(seg.start_s + duration, 3), "duration_s": duration, "speech_spans": speech,
-                         "scores": {}}
+                inherited = {k: v for k, v in row.items() if k != "num_audio_segments"}
+                child: AudioSegmentRow = {
+                    **inherited, "key": audio_segment_key(row["uri"], i), "record_type": "audio_clip",
+                    "kind": "audio_only", "parent_key": row["input_id"], "segment_kind": seg.kind,
+                    "start_s": seg.start_s, "end_s": round(seg.start_s + duration, 3), "duration_s": duration,
+                    "speech_spans": speech, "scores": {}}
                 if db < c.min_mean_volume_db:
                     children.append(self.reject(child, "low_volume", f"segment mean volume {db:.1f} dB < "
                                                 f"speech.audio_segments.min_mean_volume_db {c.min_mean_volume_db}",

@@ -3,7 +3,8 @@
 Paper rule: keep |offset| <= 3 frames and confidence > 1.5. In a clip with several faces the
 listeners' tracks are out of sync by nature (their lips do not follow the voice), so the clip is
 judged by its most confident track: the speaker. Clips without a face track are kept (scored
-num_faces = 0) or rejected, by config; `av_offset` covers them with an onset/motion estimate.
+num_faces = 0) or rejected, by config; the `sync` stage's weight-free judges cover them. A clip with a
+face track gets `sync_method: syncnet` and `sync_verified` (confidence above the gate).
 
 Faces come from OpenCV's Haar cascade by default (shipped with opencv-python, offline), from a
 local YuNet ONNX model (ovi_pl/sync/faces.py) or from local S3FD weights
@@ -76,6 +77,8 @@ class SyncNetFilterStage(Stage):
             best = max(tracks, key=lambda t: t.result.confidence)
             scores = dict(num_faces=float(len(tracks)), syncnet_offset=float(best.result.offset),
                           syncnet_confidence=round(best.result.confidence, 4))
+            verified = best.result.confidence > c.min_confidence
+            row = {**row, "sync_method": "syncnet", "sync_verified": verified}
             if abs(best.result.offset) > c.max_abs_offset:
                 out.append(self.reject(row, "av_offset", f"SyncNet offset {best.result.offset} frames (track "
                                        f"{best.track}), |offset| > filters.syncnet.max_abs_offset {c.max_abs_offset}",

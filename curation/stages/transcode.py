@@ -11,6 +11,11 @@ from ovi_pl.media.tools import FFMPEG, count_video_frames, ffprobe_json, run_too
 from ..stage import Row, Stage
 
 
+# Audio that starts after the picture (a container offset) keeps its place: aresample pads the gap from
+# time 0 with silence instead of letting the first sample move to 0; apad + -t make it last the clip.
+_ALIGNED_AUDIO = "aresample=async=1:first_pts=0,apad"
+
+
 class TranscodeClips(Stage):
     name: ClassVar[str] = "transcode"
 
@@ -35,7 +40,6 @@ class TranscodeClips(Stage):
         mp4, flac = out_dir / f"{row['key']}.mp4", out_dir / f"{row['key']}.flac"
         seconds = f"{c.num_frames / c.fps:.6f}"
         # -ss before -i seeks by decoding from the previous keyframe, which is frame-accurate when re-encoding.
-        # apad + -t: the audio lasts exactly the clip even where the source's audio ends early.
         # Without an audio track (probe.require_audio: false) the clip gets digital silence, which the
         # volume filter then judges like any other quiet clip.
         silence = [] if row["probe"]["has_audio"] else ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
@@ -44,15 +48,29 @@ class TranscodeClips(Stage):
                 "-map", "0:v:0", "-map", audio,
                 "-vf", f"fps={c.fps},{self._size_filter(row)},format=yuv420p",
                 "-frames:v", str(c.num_frames), "-c:v", "libx264", "-preset", t.preset, "-crf", str(t.crf),
-                "-af", "apad", "-t", seconds, "-c:a", "aac", "-b:a", f"{t.audio_bitrate_kbps}k",
+                "-af", _ALIGNED_AUDIO, "-t", seconds, "-c:a", "aac", "-b:a", f"{t.audio_bitrate_kbps}k",
                 "-movflags", "+faststart", str(mp4),
-                "-map", audio, "-vn", "-af", "apad", "-t", seconds, "-ac", "1", "-ar", str(c.audio_sample_rate),
+                "-map", audio, "-vn", "-af", _ALIGNED_AUDIO, "-t", seconds, "-ac", "1", "-ar", str(c.audio_sample_rate),
                 "-sample_fmt", "s16", "-c:a", "flac", str(flac)]
-        run_tool(args, t.timeout_s)
-        frames = count_video_frames(mp4)
-        if frames != c.num_frames:
-            # The source ran out of decodable frames before its declared end (truncated or VFR files).
-            return self.reject(row, "short_clip", f"transcoded clip has {frames} frames, expected {c.num_frames}")
-        video = next(s for s in ffprobe_json(mp4)["streams"] if s["codec_type"] == "video")
+        # Whatever fails (ffmpeg, a short clip, the checks after), nothing of this clip stays in the work dir.
+        try:
+            run_tool(args, t.timeout_s)
+            frames = count_video_frames(mp4)
+            if frames != c.num_frames:
+                # The source ran out of decodable frames before its declared end: damaged inside (the probe
+                # stage rejects files cut off at the end) or timestamps that jump (variable frame rate).
+                _unlink(mp4, flac)
+                return self.reject(row, "short_clip", f"the source gave {frames} of the clip's {c.num_frames} "
+                                   f"frames from {row['start_s']:.2f} s: its video is damaged or its timestamps "
+                                   "jump there; re-encode it at a constant frame rate if it plays")
+            video = next(s for s in ffprobe_json(mp4)["streams"] if s["codec_type"] == "video")
+        except BaseException:
+            _unlink(mp4, flac)
+            raise
         return {**row, "mp4_path": str(mp4), "flac_path": str(flac),
                 "video": {"width": int(video["width"]), "height": int(video["height"]), "num_frames": frames}}
+
+
+def _unlink(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

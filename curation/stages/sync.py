@@ -1,0 +1,78 @@
+"""Audio-visual sync for clips SyncNet did not decide: the weight-free judges of `ovi_pl.sync`.
+
+Order of judges (the first that applies decides, and the row says which in `sync_method`):
+1. `syncnet`: the SyncNet stage, when its weights are given and it found a face (it runs before this
+   stage and sets the fields itself).
+2. `mouth`: clips with a face track: lip-region motion against the speech envelope.
+3. `onset`: clips without one: audio onsets against visual motion.
+4. `none`: no judge could look (both judges off, or the clip has no usable signal).
+
+Every clip gets `sync_method`, `sync_verified` (its judge's confidence cleared that judge's gate) and
+the score `num_faces`; the mouth and onset judges add `sync_offset` and `sync_confidence` (SyncNet
+writes its own `syncnet_offset` and `syncnet_confidence`). A verified offset beyond
+`filters.sync.max_abs_offset` is rejected as `av_offset`; an unverified clip is kept, and counted in the
+report, unless `filters.sync.reject_unverified` rejects it as `sync_unverified`.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from ..config import SyncFilter
+from ..records import ClipRow
+from ..stage import Row, Stage
+
+class AVSyncStage(Stage):
+    name: ClassVar[str] = "sync"
+
+    def __init__(self, config: SyncFilter, detector: Any = None):
+        self.config = config
+        self._detector = detector  # tests may inject any ovi_pl.sync.faces.FaceDetector
+
+    def setup(self) -> None:
+        from ovi_pl.sync.faces import HaarFaceDetector
+
+        if self._detector is None:
+            self._detector = HaarFaceDetector()
+
+    def process_batch(self, rows: list[Row]) -> list[Row]:
+        self.setup()
+        return [row if row.get("sync_method") == "syncnet" else self._judge(row) for row in rows]
+
+    def _judge(self, row: ClipRow) -> ClipRow:
+        from ovi_pl.media.audio import load_audio
+        from ovi_pl.sync.mouth import MouthSettings, judge_clip
+        from ovi_pl.sync.onset import clip_onset_estimate
+
+        c = self.config
+        audio = load_audio(row.get("flac_path") or row["mp4_path"])
+        num_faces = 0
+        method, verified, offset, confidence = "none", False, None, None
+        if c.mouth.enabled:
+            m = c.mouth
+            settings = MouthSettings(frame_width=m.frame_width, min_track_frames=m.min_track_frames,
+                                     detect_every=m.detect_every, min_face_size=m.min_face_size,
+                                     max_lag=c.max_lag_frames)
+            judged = judge_clip(row["mp4_path"], audio, self._detector, settings=settings)
+            if judged is not None:
+                num_faces = judged.num_faces
+                method, offset, confidence = "mouth", judged.offset, judged.confidence
+                verified = judged.confidence >= m.min_confidence
+        if method == "none" and c.onset.enabled:
+            est = clip_onset_estimate(row["mp4_path"], audio, max_lag=c.max_lag_frames,
+                                      motion_width=c.onset.motion_width)
+            method, offset, confidence = "onset", est.offset, est.confidence
+            verified = est.confidence >= c.onset.min_confidence
+        scores = {} if offset is None else {"sync_offset": float(offset), "sync_confidence": round(confidence, 4)}
+        row = self.with_scores({**row, "sync_method": method, "sync_verified": bool(verified)},
+                               num_faces=float(num_faces), **scores)
+        gate = {"mouth": c.mouth.min_confidence, "onset": c.onset.min_confidence}.get(method)
+        if verified and offset is not None and abs(offset) > c.max_abs_offset:
+            return self.reject(row, "av_offset", f"{method} judge: offset {offset} frames at confidence "
+                               f"{confidence:.2f} >= filters.sync.{method}.min_confidence {gate}; |offset| > "
+                               f"filters.sync.max_abs_offset {c.max_abs_offset}")
+        if not verified and c.reject_unverified:
+            seen = "no judge could look at it" if method == "none" else (
+                f"{method} judge confidence {confidence:.2f} < filters.sync.{method}.min_confidence {gate}")
+            return self.reject(row, "sync_unverified", f"sync not verified ({seen}); set "
+                               "filters.sync.reject_unverified: false to keep such clips, or give SyncNet weights")
+        return row
