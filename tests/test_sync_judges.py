@@ -28,12 +28,17 @@ MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
 FPS, FRAMES = 24, 121
 
 
-def shifted_copy(src: Path, out: Path, audio_delay_ms: float) -> Path:
-    """`src` with its audio delayed by `audio_delay_ms` (negative: earlier), cut back to the clip's length."""
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(src), "-itsoffset",
-                    f"{audio_delay_ms / 1000:.4f}", "-i", str(src), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+def remux(video: Path, audio: Path, out: Path, audio_delay_ms: float = 0.0) -> Path:
+    """`video`'s picture with `audio`'s sound delayed by `audio_delay_ms` (negative: earlier), cut to the clip."""
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(video), "-itsoffset",
+                    f"{audio_delay_ms / 1000:.4f}", "-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
                     "-af", "apad", "-t", f"{FRAMES / FPS:.6f}", "-c:a", "aac", str(out)], check=True)
     return out
+
+
+def shifted_copy(src: Path, out: Path, audio_delay_ms: float) -> Path:
+    """`src` with its audio delayed by `audio_delay_ms` (negative: earlier)."""
+    return remux(src, src, out, audio_delay_ms)
 
 
 # --- lag arithmetic ----------------------------------------------------------------------------------------------
@@ -123,10 +128,7 @@ def test_mouth_judge_reads_the_offset_of_a_talking_face(talking_face: Path, tmp_
 def test_mouth_judge_is_less_sure_of_someone_elses_voice(talking_face: Path, tmp_path: Path) -> None:
     other = espeak("Seven silver swans swam silently southward past the old stone bridge at dawn.",
                    tmp_path / "other.wav")
-    dubbed = tmp_path / "dubbed.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(talking_face), "-i", str(other),
-                    "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", "apad", "-t", f"{FRAMES / FPS:.6f}",
-                    "-c:a", "aac", str(dubbed)], check=True)
+    dubbed = remux(talking_face, other, tmp_path / "dubbed.mp4")
     detector = HaarFaceDetector()
     own = judge_clip(talking_face, load_audio(talking_face), detector)
     foreign = judge_clip(dubbed, load_audio(dubbed), detector)

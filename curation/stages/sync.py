@@ -21,6 +21,7 @@ from ..config import SyncFilter
 from ..records import ClipRow
 from ..stage import Row, Stage
 
+
 class AVSyncStage(Stage):
     name: ClassVar[str] = "sync"
 

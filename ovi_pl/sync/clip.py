@@ -8,7 +8,7 @@ import numpy as np
 
 from ovi_pl.media.frames import iter_frames
 
-from .faces import Box, FaceDetector, FaceTrack, track_faces
+from .faces import FaceDetector, FaceTrack, detect_in_frames, track_faces
 from .model import SyncNet
 from .score import FPS, SAMPLE_RATE, SyncResult, score_track
 from .video import track_crops
@@ -41,17 +41,7 @@ class TrackScore:
 
 
 def detect_tracks(video: str | Path, detector: FaceDetector, settings: TrackSettings) -> list[FaceTrack]:
-    import cv2
-
-    per_frame: list[list[Box]] = []
-    for index, frame in enumerate(iter_frames(video, fps=FPS)):
-        if index % settings.detect_every:
-            per_frame.append([])
-            continue
-        scale = min(1.0, settings.detect_width / frame.shape[1])
-        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
-        per_frame.append([Box(b.x1 / scale, b.y1 / scale, b.x2 / scale, b.y2 / scale, b.score)
-                          for b in detector.detect(small)])
+    per_frame = detect_in_frames(iter_frames(video, fps=FPS), detector, settings.detect_width, settings.detect_every)
     return track_faces(per_frame, settings.min_track_frames, max(settings.max_gap_frames, settings.detect_every),
                        settings.iou_threshold, settings.min_face_size)
 

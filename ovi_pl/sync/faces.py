@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -80,6 +81,24 @@ class YuNetDetector:
         if faces is None:
             return []
         return [Box(float(f[0]), float(f[1]), float(f[0] + f[2]), float(f[1] + f[3]), float(f[-1])) for f in faces]
+
+
+def detect_in_frames(frames: Iterable[np.ndarray], detector: FaceDetector, detect_width: int | None = None,
+                     every: int = 1) -> list[list[Box]]:
+    """Detections per frame, in the frames' own coordinates: on every `every`-th frame (the others get none,
+    for tracking to interpolate), on a copy downscaled to `detect_width` when the frame is wider."""
+    import cv2
+
+    found: list[list[Box]] = []
+    for index, frame in enumerate(frames):
+        if index % every:
+            found.append([])
+            continue
+        scale = min(1.0, detect_width / frame.shape[1]) if detect_width else 1.0
+        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+        found.append([Box(b.x1 / scale, b.y1 / scale, b.x2 / scale, b.y2 / scale, b.score)
+                      for b in detector.detect(small)])
+    return found
 
 
 def iou(a: Box, b: Box) -> float:

@@ -15,9 +15,7 @@ import numpy as np
 @dataclass(frozen=True)
 class LagEstimate:
     offset: int               # video frames; positive: audio before video
-    peak: float               # correlation coefficient at the best lag
     confidence: float         # the judge's confidence (its own scale; see each judge)
-    correlation: np.ndarray   # per lag, audio delayed by -max_lag .. +max_lag frames
 
 
 def audio_windows(audio: np.ndarray, sample_rate: int, fps: float, num_frames: int, win: int,

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .faces import Box, FaceDetector, FaceTrack, track_faces
+from .faces import FaceDetector, FaceTrack, detect_in_frames, track_faces
 from .lag import audio_windows, best_lag, circular_null, lag_correlation
+from .onset import frame_motion
 
 SPEECH_BAND_HZ = (300.0, 3000.0)
 MOUTH_CROP = (32, 16)  # width, height of the resampled mouth crop
@@ -33,14 +34,13 @@ MIN_NULL_SAMPLES = 12
 class MouthSettings:
     frame_width: int = 640         # frames are decoded at this width; mouths are cut from them
     # Faces are found on every other frame (tracking interpolates between): half the detector's work.
-    # A half-size copy would save four times more but loses the Haar detections of 45-90 px faces
-    # (measured on the shared clips), which are the lips this judge can still read.
-    detect_scale: float = 1.0
+    # Detecting on a half-size copy would save four times more but loses the Haar detections of 45-90 px
+    # faces (measured on the sample clips), which are the lips this judge can still read.
     detect_every: int = 2
     min_track_frames: int = 48     # 2 s at 24 fps: shorter tracks hold too few syllables to correlate
     max_gap_frames: int = 12
     iou_threshold: float = 0.3
-    min_face_size: float = 40.0    # pixels at detect_width: smaller mouths are a few pixels high
+    min_face_size: float = 40.0    # pixels at frame_width: smaller mouths are a few pixels high
     max_lag: int = 15
 
 
@@ -96,28 +96,13 @@ def mouth_crops(frames: list[np.ndarray], track: FaceTrack) -> np.ndarray:
 
 def mouth_motion(crops: np.ndarray) -> np.ndarray:
     """Mean absolute change of the brightness-normalised crop between frames (the first frame scores 0)."""
-    centred = crops - crops.mean(axis=(1, 2), keepdims=True)
-    return np.concatenate([[0.0], np.abs(np.diff(centred, axis=0)).mean(axis=(1, 2))])
-
-
-def detect_faces(frames: list[np.ndarray], detector: FaceDetector, scale: float, every: int) -> list[list[Box]]:
-    """Detections per frame in the frames' own coordinates; frames between detections get none."""
-    import cv2
-
-    found: list[list[Box]] = []
-    for index, frame in enumerate(frames):
-        if index % every:
-            found.append([])
-            continue
-        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else frame
-        found.append([Box(b.x1 / scale, b.y1 / scale, b.x2 / scale, b.y2 / scale, b.score) for b in detector.detect(small)])
-    return found
+    return frame_motion(crops - crops.mean(axis=(1, 2), keepdims=True))
 
 
 def judge_frames(frames: list[np.ndarray], audio: np.ndarray, sample_rate: int, fps: float,
                  detector: FaceDetector, settings: MouthSettings = MouthSettings()) -> MouthJudgement | None:
     """The mouth judge on decoded BGR frames and the clip's mono audio; None when no face track is long enough."""
-    tracks = track_faces(detect_faces(frames, detector, settings.detect_scale, settings.detect_every),
+    tracks = track_faces(detect_in_frames(frames, detector, every=settings.detect_every),
                          settings.min_track_frames, max(settings.max_gap_frames, settings.detect_every),
                          settings.iou_threshold, settings.min_face_size)
     if not tracks:
@@ -147,5 +132,3 @@ def judge_clip(video: str | Path, audio: np.ndarray, detector: FaceDetector, sam
     frames = list(iter_frames(video, width=settings.frame_width))
     return judge_frames(frames, audio, sample_rate, fps, detector, settings)
 
-
-__all__ = ["Box", "MouthJudgement", "MouthSettings", "judge_clip", "judge_frames", "mouth_box", "speech_envelope"]

@@ -35,9 +35,8 @@ def frame_motion(grey_frames: np.ndarray) -> np.ndarray:
 
 def onset_estimate(onsets: np.ndarray, motion: np.ndarray, max_lag: int) -> LagEstimate:
     """Best lag of audio onsets against motion; both envelopes at the same rate."""
-    correlation = lag_correlation(onsets, motion, max_lag)
-    offset, peak = best_lag(correlation)
-    return LagEstimate(offset=offset, peak=peak, confidence=peak, correlation=correlation)
+    offset, peak = best_lag(lag_correlation(onsets, motion, max_lag))
+    return LagEstimate(offset=offset, confidence=peak)
 
 
 def clip_onset_estimate(video: str | Path, audio: np.ndarray, sample_rate: int = 16000, max_lag: int = 15,
