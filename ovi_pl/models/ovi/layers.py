@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ovi_pl.models.attention import attention
+from ovi_pl.models.attention import Attention
 from ovi_pl.models.ovi.rope import apply_rope
 
 
@@ -69,6 +69,8 @@ class SelfAttention(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.norm_q = RMSNorm(dim, eps=eps)
         self.norm_k = RMSNorm(dim, eps=eps)
+        # A module so that context parallel can replace it (parallelize.py).
+        self.attention = Attention()
 
     def heads(self, x: Tensor) -> Tensor:
         return x.unflatten(-1, (self.num_heads, -1))
@@ -76,7 +78,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, rope: RotaryTables) -> Tensor:
         q = apply_rope(self.heads(self.norm_q(self.q(x))), rope.cos, rope.sin)
         k = apply_rope(self.heads(self.norm_k(self.k(x))), rope.cos, rope.sin)
-        out = attention(q, k, self.heads(self.v(x)), k_lens=rope.lengths)
+        out = self.attention(q, k, self.heads(self.v(x)), k_lens=rope.lengths)
         return self.o(out.flatten(2))
 
 
@@ -93,7 +95,8 @@ class CrossAttention(SelfAttention):
 
     Both attentions share the query and output projections; their results are summed before `o`.
     Text keys are unrotated and unmasked (text is zero-padded to a fixed length); fusion keys are
-    rotated with the other modality's RoPE and masked by its true lengths.
+    rotated with the other modality's RoPE and masked by its true lengths. Text attention is a
+    plain call: every query sees every text key, so a slice of the queries needs no other rank.
     """
 
     def __init__(self, dim: int, num_heads: int, eps: float, fusion: bool) -> None:
@@ -104,19 +107,22 @@ class CrossAttention(SelfAttention):
             self.k_fusion = nn.Linear(dim, dim)
             self.v_fusion = nn.Linear(dim, dim)
             self.norm_k_fusion = RMSNorm(dim, eps=1e-6)
+            self.fusion_attention = Attention()
 
     def forward(  # type: ignore[override]
         self, x: Tensor, text: Tensor, rope: RotaryTables, other: FusionSource | None = None
     ) -> Tensor:
         q = self.heads(self.norm_q(self.q(x)))
-        out = attention(q, self.heads(self.norm_k(self.k(text))), self.heads(self.v(text)))
+        out = self.attention(q, self.heads(self.norm_k(self.k(text))), self.heads(self.v(text)))
         if other is not None:
             if not self.has_fusion:
                 raise RuntimeError("this tower was built without fusion layers; build it with fusion=True")
             source = self.pre_attn_norm_fusion(other.hidden)
             k = apply_rope(self.heads(self.norm_k_fusion(self.k_fusion(source))), other.rope.cos, other.rope.sin)
             q_rotated = apply_rope(q, rope.cos, rope.sin)
-            out = out + attention(q_rotated, k, self.heads(self.v_fusion(source)), k_lens=other.rope.lengths)
+            out = out + self.fusion_attention(
+                q_rotated, k, self.heads(self.v_fusion(source)), k_lens=other.rope.lengths
+            )
         return self.o(out.flatten(2))
 
 
@@ -188,6 +194,22 @@ def sinusoidal_embedding(timesteps: Tensor, dim: int) -> Tensor:
     freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timesteps.device) / half)
     angles = timesteps.to(torch.float64)[..., None] * freqs
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+def float32_time_mlp(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """Apply a Linear/activation stack in float32 whatever dtype its weights are held in.
+
+    The timestep MLPs are tiny, and their input moves fast with t (cos(t) at frequency 1): a bf16
+    weight-by-input product would blur timesteps a few units apart, which the reference keeps apart.
+    """
+    x = x.float()
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            bias = None if layer.bias is None else layer.bias.float()
+            x = F.linear(x, layer.weight.float(), bias)
+        else:
+            x = layer(x)
+    return x
 
 
 def init_linear_xavier(module: nn.Module) -> None:

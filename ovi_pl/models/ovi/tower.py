@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,7 @@ from ovi_pl.models.ovi.layers import (
     RotaryTables,
     SelfAttention,
     VideoPatchEmbedding,
+    float32_time_mlp,
     init_linear_xavier,
     modulate,
     sinusoidal_embedding,
@@ -43,6 +45,16 @@ class TowerState:
     text: Tensor  # [B, text_len, dim] embedded prompt
     rope: RotaryTables
     grid: tuple[int, ...]  # (F', H', W') for video, (L,) for audio
+
+
+class TokenSharding(Protocol):
+    """Where a tower's tokens live between embedding and head (context parallel sets one)."""
+
+    def shard(self, state: TowerState) -> TowerState:
+        """The part of a freshly embedded state that this rank computes."""
+
+    def gather(self, tokens: Tensor, state: TowerState) -> Tensor:
+        """Every token of the head's output [B, L, C], from this rank's part."""
 
 
 class DiTBlock(nn.Module):
@@ -100,6 +112,8 @@ class DiTTower(nn.Module):
         self.head = Head(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size), cfg.eps)
         # Set by `parallelize`: recompute each block in backward instead of storing activations.
         self.activation_checkpointing = False
+        # Set by `parallelize` for context parallel: blocks see only this rank's part of the tokens.
+        self.token_sharding: TokenSharding | None = None
         self.init_weights()
 
     @torch.no_grad()
@@ -150,6 +164,8 @@ class DiTTower(nn.Module):
         if context.shape[1] > cfg.text_len:
             raise ValueError(f"context has {context.shape[1]} tokens; this tower takes at most {cfg.text_len}")
 
+        # Latents take the compute dtype here rather than at an FSDP boundary, which would round t too.
+        x = x.to(next(self.patch_embedding.parameters()).dtype)
         if cfg.modality == "video":
             tokens, grid = self.patch_embedding(x)
             angles = video_rope_angles(grid, cfg.head_dim, cfg.rope_theta)
@@ -161,7 +177,7 @@ class DiTTower(nn.Module):
 
         time_embedding, time_projection = self._timestep_modulation(t, tokens, grid, first_frame_clean)
         text = nn.functional.pad(context, (0, 0, 0, cfg.text_len - context.shape[1]))
-        return TowerState(
+        state = TowerState(
             tokens=tokens,
             time_embedding=time_embedding,
             time_projection=time_projection,
@@ -169,14 +185,19 @@ class DiTTower(nn.Module):
             rope=RotaryTables(cos, sin, lengths),
             grid=grid,
         )
+        return state if self.token_sharding is None else self.token_sharding.shard(state)
 
     def _timestep_modulation(
         self, t: Tensor, tokens: Tensor, grid: tuple[int, ...], first_frame_clean: bool
     ) -> tuple[Tensor, Tensor]:
         # [B, 1] (one time per sample), or [B, 2] = (clean first frame, noisy rest).
         times = torch.stack([torch.zeros_like(t), t], dim=1) if first_frame_clean else t[:, None]
-        emb = self.time_embedding(sinusoidal_embedding(times, self.cfg.freq_dim).to(tokens.dtype))
-        proj = self.time_projection(emb).unflatten(-1, (6, self.cfg.dim))
+        # In float32 from the caller's timestep, as the reference does: a bf16 t is 995.9 -> 996.0.
+        # Only the result takes the compute dtype.
+        with torch.autocast(tokens.device.type, enabled=False):
+            emb = float32_time_mlp(self.time_embedding, sinusoidal_embedding(times, self.cfg.freq_dim))
+            proj = float32_time_mlp(self.time_projection, emb).unflatten(-1, (6, self.cfg.dim))
+        emb, proj = emb.to(tokens.dtype), proj.to(tokens.dtype)
         if first_frame_clean:
             frame_tokens = grid[1] * grid[2]
             which = (torch.arange(tokens.shape[1], device=t.device) >= frame_tokens).long()
@@ -186,6 +207,8 @@ class DiTTower(nn.Module):
     def unembed(self, x: Tensor, state: TowerState) -> Tensor:
         """Head and unpatchify: tokens -> velocity of the input's shape."""
         out = self.head(x, state.time_embedding)
+        if self.token_sharding is not None:
+            out = self.token_sharding.gather(out, state)
         if self.cfg.modality == "audio":
             return out
         frames, height, width = state.grid
