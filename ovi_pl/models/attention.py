@@ -15,7 +15,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 Backend = Literal["flash3", "flash2", "sdpa"]
 _FLASH_DTYPES = (torch.float16, torch.bfloat16)
@@ -69,3 +69,11 @@ def _flash_attention(backend: Backend, q: Tensor, k: Tensor, v: Tensor, k_lens: 
 def _output(result: Tensor | tuple[Tensor, ...]) -> Tensor:
     # flash-attn 3 returns (out, softmax_lse) in some releases.
     return result[0] if isinstance(result, tuple) else result
+
+
+class Attention(nn.Module):
+    """The kernel as a parameter-free module, so that `parallelize` can swap in a distributed one
+    (context_parallel.UlyssesAttention) without the model code knowing."""
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, k_lens: Tensor | None = None) -> Tensor:
+        return attention(q, k, v, k_lens)
