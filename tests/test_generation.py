@@ -23,10 +23,10 @@ from ovi_pl.encoders.tiny import (
 from ovi_pl.generation import (
     ClipGeometry,
     Conditioning,
+    FlowSolver,
     SamplerConfig,
     guided_velocity,
     initial_noise,
-    noise_schedule,
     sample,
 )
 from ovi_pl.generation.cli import parse_config
@@ -48,30 +48,26 @@ def tiny_conditioning(seed: int = 0) -> Conditioning:
 # ---------------------------------------------------------------------------- solvers
 
 
-def test_schedule_is_the_shifted_grid():
-    levels = noise_schedule(4, 5.0)
-    s = torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0], dtype=torch.float64)
-    torch.testing.assert_close(levels, 5 * s / (1 + 4 * s))
-
-
 @pytest.mark.parametrize("solver", ["euler", "unipc"])
 def test_one_step_is_the_closed_form_flow_step(tiny_model, solver):
-    """At 1 step from s = 1, x0_hat = x_1 - v(x_1, t = 1000), for plain and guided velocities."""
+    """One step from the top level s0 to 0 is x0_hat = x - s0 * v(x, t0), for plain and guided velocities
+    (s0 = 1, t0 = 1000 for Euler; s0 = 0.9998, t0 = 999 for the reference's UniPC)."""
     cond = tiny_conditioning()
     video, audio = initial_noise(1, (48, 3, 4, 6), (13, 20), seed=3, device="cpu")
-    t = torch.full((1,), 1000.0)
+    schedule = FlowSolver(solver, steps=1, shift=5.0)
+    t, s0 = schedule.model_times, schedule.levels[0]
 
     plain = SamplerConfig(solver=solver, steps=1, video_guidance=1.0, audio_guidance=1.0)
     v, a = tiny_model(video, audio, t, cond.video, cond.audio)
     out_v, out_a = sample(tiny_model, video, audio, cond, plain)
-    torch.testing.assert_close(out_v, video - v, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out_a, audio - a, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_v, video - s0 * v, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_a, audio - s0 * a, atol=1e-5, rtol=1e-5)
 
     guided = SamplerConfig(solver=solver, steps=1, video_guidance=4.0, audio_guidance=3.0, skip_layer=1)
     v_neg, a_neg = tiny_model(video, audio, t, cond.video_negative, cond.audio_negative, skip_block=1)
     out_v, out_a = sample(tiny_model, video, audio, cond, guided, num_layers=2)
-    torch.testing.assert_close(out_v, video - (v_neg + 4.0 * (v - v_neg)), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(out_a, audio - (a_neg + 3.0 * (a - a_neg)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_v, video - s0 * (v_neg + 4.0 * (v - v_neg)), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out_a, audio - s0 * (a_neg + 3.0 * (a - a_neg)), atol=1e-5, rtol=1e-5)
 
 
 class GaussianFlow(nn.Module):
@@ -249,17 +245,17 @@ def test_sample_callback_logs_mp4s_to_the_mlflow_run(tmp_path):
     assert result.returncode == 0, result.stderr[-6000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs/tiny_fusion/mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("ovi-tiny-fusion").experiment_id])
-    logged = [a.path for a in client.list_artifacts(run.info.run_id, "samples/step_0000003")]
+    logged = [a.path for a in client.list_artifacts(run.info.run_id, "previews/step_0000003")]
     assert [Path(p).name[:4] for p in logged] == ["000_", "001_"] and all(p.endswith(".mp4") for p in logged)
     local = client.download_artifacts(run.info.run_id, logged[0], str(tmp_path / "download"))
     frames, _, audio_seconds = probe_av(local)
     assert frames == 9 and audio_seconds > 0
-    assert "samples/seconds" in run.data.metrics
+    assert "previews/seconds" in run.data.metrics and "samples/seconds" not in run.data.metrics
 
 
 def test_guided_velocity_runs_on_the_tiny_model(tiny_model):
     x = tiny_inputs(batch=1)
     cond = tiny_conditioning()
-    v, a = guided_velocity(tiny_model, x["video"], x["audio"], torch.tensor([0.5]), cond,
+    v, a = guided_velocity(tiny_model, x["video"], x["audio"], torch.tensor([500.0]), cond,
                            SamplerConfig(skip_layer=1), first_frame_clean=True)
     assert v.shape == x["video"].shape and a.shape == x["audio"].shape and v.dtype == torch.float32

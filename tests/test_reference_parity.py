@@ -1,7 +1,8 @@
 """Parity with the reference implementation (character-ai/Ovi), through fixtures it produced.
 
 tests/fixtures/ovi_reference/README.md says how they were made: a tiny FusionModel with random
-weights ran in bfloat16 on CPU, so outputs agree to bfloat16 accuracy, not bit for bit.
+weights ran in bfloat16 on CPU, so model outputs agree to bfloat16 accuracy, not bit for bit; the
+reference's sampling loop ran in float32, so sampled latents agree to float32 rounding.
 """
 
 import json
@@ -11,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ovi_pl.generation import Conditioning, FlowSolver, SamplerConfig, sample
 from ovi_pl.models.ovi import OviFusionModel, get_model_config, load_ovi_checkpoint
 from ovi_pl.models.ovi.state_dict_adapter import ours_to_ovi, wan22_to_ours
 
@@ -61,3 +63,30 @@ def test_outputs_match_the_reference_implementation(case, first_frame_clean):
     for ours, theirs in ((video, io["video_out"]), (audio[valid], io["audio_out"][valid])):
         relative_error = (ours - theirs).norm() / theirs.norm()
         assert relative_error < 0.02, f"{case}: relative L2 error {relative_error:.4f}"
+
+
+# ---------------------------------------------------------------------------- sampling loop
+
+
+@pytest.mark.parametrize("solver", ["unipc", "euler"])
+def test_sampler_feeds_the_reference_timesteps(solver):
+    expected = load_file(FIXTURES / "sampling.safetensors")[f"{solver}_timesteps_50"]
+    ours = FlowSolver(solver, steps=50, shift=5.0).model_times
+    assert ours.tolist() == expected.float().tolist()
+
+
+@pytest.mark.parametrize("case", ["unipc_t2v", "unipc_i2v", "euler_t2v"])
+def test_sampled_latents_match_the_reference_sampling_loop(case):
+    """Same tiny weights, noise and contexts as the reference's loop; its guidance, solvers and
+    image-to-video handling: the latents agree to float32 rounding after 4 guided steps."""
+    fix = load_file(FIXTURES / "sampling.safetensors")
+    model = OviFusionModel(get_model_config("ovi-tiny")).eval()
+    load_ovi_checkpoint(model, FIXTURES / "tiny_fusion.safetensors")
+    solver, mode = case.split("_")
+    cond = Conditioning(fix["context"][None], fix["context"][None],
+                        fix["video_negative_context"][None], fix["audio_negative_context"][None])
+    cfg = SamplerConfig(solver=solver, steps=4, shift=5.0, video_guidance=4.0, audio_guidance=3.0, skip_layer=1)
+    first = fix["first_frame"][None] if mode == "i2v" else None
+    video, audio = sample(model, fix["video_noise"][None], fix["audio_noise"][None], cond, cfg, first_frame=first)
+    torch.testing.assert_close(video[0], fix[f"{case}_video"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(audio[0], fix[f"{case}_audio"], rtol=1e-5, atol=1e-5)

@@ -10,7 +10,7 @@ from ovi_pl.generation.pipeline import (
     write_clip,
 )
 from ovi_pl.generation.sampler import Conditioning, SamplerConfig, guided_velocity, initial_noise, sample
-from ovi_pl.generation.schedulers import FlowSolver, noise_schedule
+from ovi_pl.generation.schedulers import FlowSolver
 
 __all__ = [
     "ClipGeometry",
@@ -25,7 +25,6 @@ __all__ = [
     "generate_latents",
     "guided_velocity",
     "initial_noise",
-    "noise_schedule",
     "sample",
     "write_clip",
 ]

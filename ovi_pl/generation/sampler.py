@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from ovi_pl.generation.schedulers import FlowSolver, Solver
-from ovi_pl.training.flow_matching import to_model_time
 
 DEFAULT_VIDEO_NEGATIVE = "jitter, bad hands, blur, distortion"
 DEFAULT_AUDIO_NEGATIVE = "robotic, muffled, echo, distorted"
@@ -63,17 +62,16 @@ def guided_velocity(
     model: nn.Module,
     video: Tensor,
     audio: Tensor,
-    s: Tensor,
+    t: Tensor,
     cond: Conditioning,
     cfg: SamplerConfig,
     first_frame_clean: bool,
     dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Guided velocities (float32) at noise level s [B]; inputs are cast to `dtype` when given
-    (a plain bf16 model; an FSDP2 model casts its inputs itself)."""
-    t = to_model_time(s)
+    """Guided velocities (float32) at model time t [B] in [0, 1000]. Latents are cast to `dtype`
+    when given; t never is (the model embeds it in float32, as the reference does)."""
     if dtype is not None:
-        video, audio, t = video.to(dtype), audio.to(dtype), t.to(dtype)
+        video, audio = video.to(dtype), audio.to(dtype)
     v_pos, a_pos = model(video, audio, t, cond.video, cond.audio, first_frame_clean=first_frame_clean)
     if not cfg.guided:
         return v_pos.float(), a_pos.float()
@@ -132,9 +130,9 @@ def sample(
         first_frame = first_frame.to(video.device, video.dtype)
     if clean:
         video[:, :, :1] = first_frame
-    for i, level in enumerate(video_solver.levels[:-1].tolist()):
-        s = torch.full((video.shape[0],), level, device=video.device)
-        v, a = guided_velocity(model, video, audio, s, cond, cfg, first_frame_clean=clean, dtype=dtype)
+    for i, model_time in enumerate(video_solver.model_times.tolist()):
+        t = torch.full((video.shape[0],), model_time, device=video.device)
+        v, a = guided_velocity(model, video, audio, t, cond, cfg, first_frame_clean=clean, dtype=dtype)
         video = video_solver.step(v, video, i)
         audio = audio_solver.step(a, audio, i)
         if clean:

@@ -1,9 +1,15 @@
-"""Flow-matching solvers for sampling: diffusers' UniPC and Euler on our noise-level schedule.
+"""Flow-matching solvers for sampling: diffusers' UniPC and Euler, set up as the Ovi reference sets them up.
 
-Both step from noise level s = 1 to s = 0 through `shift_noise_level(linspace(1, 0, N + 1), shift)`
-(s' = shift*s / (1 + (shift - 1)*s), the map training's `shifted` timesteps use) and treat the
-network output as the flow velocity v = eps - x0. diffusers applies the shift itself to the
-unshifted grid we hand it, so the schedule here and the solver's agree by construction.
+The reference (character-ai/Ovi, `OviFusionEngine.get_scheduler_time_steps`) samples with
+- UniPC: Wan's copy of diffusers' UniPC for flow matching, whose unshifted noise levels run from
+  0.999 (float32) down to 0 and whose model timesteps are those levels x 1000 truncated to integers
+  (999, 995, 991, ... at 50 steps, shift 5); the solver itself steps on the unrounded levels.
+- Euler: diffusers' `FlowMatchEulerDiscreteScheduler(shift=shift)` with `set_timesteps(steps)`,
+  which shifts its grid twice (once at construction, once per call), so the last level before 0
+  is not small (0.024 at 2 steps, shift 5); timesteps stay fractional (1000, 995.87, ...).
+diffusers' own `UniPCMultistepScheduler` given the reference's unshifted levels reproduces the first
+bit for bit (checked against the reference's scheduler by tests/test_reference_parity.py).
+Both treat the network output as the flow velocity v = eps - x0 at noise level s = t / 1000.
 """
 
 from __future__ import annotations
@@ -15,40 +21,37 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from torch import Tensor
 
-from ovi_pl.training.flow_matching import shift_noise_level
-
 Solver = Literal["unipc", "euler"]
 SOLVERS: tuple[str, ...] = ("unipc", "euler")
 
-
-def noise_schedule(steps: int, shift: float) -> Tensor:
-    """Noise levels s_0 = 1 > s_1 > ... > s_steps = 0, float64 [steps + 1]."""
-    if steps < 1:
-        raise ValueError(f"sampling needs at least 1 step, got {steps}")
-    return shift_noise_level(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+# The reference's UniPC takes its top level from a 1000-step training grid, held in float32.
+UNIPC_TOP_LEVEL = float(np.float32(1.0 - 1.0 / 1000))
 
 
 class FlowSolver:
     """One modality's solver state for one sampling run (multistep solvers keep a history).
 
-    `levels[i]` is the noise level the model sees at step i; `step(v, x, i)` returns x at level i+1.
+    `model_times[i]` is the timestep the model sees at step i (float32, what the reference feeds);
+    `levels[i]` the noise level the solver steps from, ending with 0; `step(v, x, i)` returns x at
+    `levels[i + 1]`.
     """
 
     def __init__(self, solver: Solver, steps: int, shift: float) -> None:
         if solver not in SOLVERS:
             raise ValueError(f"unknown solver {solver!r}; choose one of {SOLVERS}")
-        unshifted = np.linspace(1.0, 0.0, steps + 1)[:-1]
+        if steps < 1:
+            raise ValueError(f"sampling needs at least 1 step, got {steps}")
         if solver == "unipc":
-            # bh2 predictor-corrector of order 2, as Wan/Ovi sample; x0-space updates suit flow models.
+            # bh2 predictor-corrector of order 2 in x0 space, as Wan/Ovi sample.
             self.scheduler = UniPCMultistepScheduler(
                 prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift, solver_order=2
             )
+            self.scheduler.set_timesteps(sigmas=np.linspace(UNIPC_TOP_LEVEL, 0.0, steps + 1)[:-1])
         else:
             self.scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
-        self.scheduler.set_timesteps(sigmas=unshifted)
-        self.levels = noise_schedule(steps, shift).float()
-        # diffusers nudges s_0 = 1 down by 1e-6 to keep UniPC's log(alpha) finite; nothing else may differ.
-        torch.testing.assert_close(self.scheduler.sigmas.float(), self.levels, atol=2e-6, rtol=0)
+            self.scheduler.set_timesteps(steps)
+        self.model_times: Tensor = self.scheduler.timesteps.float()
+        self.levels: Tensor = self.scheduler.sigmas.float()
 
     def step(self, velocity: Tensor, sample: Tensor, index: int) -> Tensor:
         timestep = self.scheduler.timesteps[index]
