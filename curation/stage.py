@@ -10,6 +10,7 @@ exception into a `status="quarantined"` record naming the stage and the error, a
 rest of the batch row by row so one corrupt input cannot take its batch mates down with it.
 
 Scores live in `row["scores"]` (name -> float), the same names the shard json's `scores` uses.
+Each stage's time is recorded on the rows it returns, in `row["stage_time"]` (see `Stage.__init_subclass__`).
 
 CPU stages run as Ray tasks; stages with `Resources.actors` set run as an actor pool
 (`ActorPoolStrategy`), which is how model stages keep their weights loaded between batches.
@@ -19,7 +20,11 @@ CPU stages run as Ray tasks; stages with `Resources.actors` set run as an actor 
 
 from __future__ import annotations
 
+import functools
+import time
 from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -28,6 +33,9 @@ Row = dict[str, Any]
 KEPT = "kept"
 REJECTED = "rejected"
 QUARANTINED = "quarantined"
+# Row field: [stage name, worker seconds, rows in] per stage the row went through, in pipeline order (a list,
+# so the order survives JSON markers written with sorted keys): this row's share of the batches that stage ran.
+STAGE_TIME = "stage_time"
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,13 @@ class Stage(ABC):
     # Audio-only segment rows (record_type "audio_clip") pass around stages that work on video;
     # the stages that also serve them (transcription, captions, packaging) set this.
     takes_audio_only: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Timing here rather than in the runner: every way a stage is run (Ray task, actor, the driver's
+        # discovery, a test calling process_batch) records it, at the cost of one clock read a batch.
+        super().__init_subclass__(**kwargs)
+        if "process_batch" in cls.__dict__:
+            cls.process_batch = _timed(cls.__dict__["process_batch"])  # type: ignore[method-assign]
 
     def setup(self) -> None:
         """Load models or open resources; runs once per worker before its first batch."""
@@ -81,3 +96,30 @@ class Stage(ABC):
         where = f"actor pool of {r.actors}" if r.actors else "tasks"
         env = f", env {r.environment}" if r.environment != "main" else ""
         return f"{self.name}: {where}, {r.cpus:g} cpu{f', {r.gpus:g} gpu' if r.gpus else ''}{env}, batch {self.batch_size}"
+
+
+def _timed(process_batch: Callable[[Stage, list[Row]], list[Row]]) -> Callable[[Stage, list[Row]], list[Row]]:
+    """`process_batch` that adds the batch's time to each row it returns, shared out so that summing
+    `stage_time[name]` over a run's records gives the stage's worker seconds and the rows it was given.
+
+    A fan-out stage splits one row into several: the shares its input carried from earlier stages are
+    divided among the rows of the same input, so those earlier stages are not counted once per clip.
+    """
+    @functools.wraps(process_batch)
+    def timed(self: Stage, rows: list[Row]) -> list[Row]:
+        start = time.perf_counter()
+        out = process_batch(self, rows)
+        if not (isinstance(out, list) and out and all(isinstance(r, dict) for r in out)):
+            return out  # the runner reports what a stage returned wrongly
+        seconds, weight = (time.perf_counter() - start) / len(out), len(rows) / len(out)
+        siblings = Counter(r.get("input_id") for r in out) if self.fans_out else None
+        timed_rows = []
+        for row in out:
+            inherited = [entry for entry in row.get(STAGE_TIME) or () if entry[0] != self.name]
+            if siblings:
+                k = siblings[row.get("input_id")]
+                inherited = [[name, s / k, n / k] for name, s, n in inherited]
+            timed_rows.append({**row, STAGE_TIME: [*inherited, [self.name, seconds, weight]]})
+        return timed_rows
+
+    return timed

@@ -9,6 +9,7 @@ from data_specs.geometry import target_size
 from ..config import ClipConfig, TranscodeConfig
 from ovi_pl.media.tools import FFMPEG, count_video_frames, ffprobe_json, run_tool
 from ..stage import Row, Stage
+from ..thumbnails import work_thumbs_dir, write_strip
 
 
 # Audio that starts after the picture (a container offset) keeps its place: aresample pads the gap from
@@ -56,6 +57,7 @@ class TranscodeClips(Stage):
         try:
             run_tool(args, t.timeout_s)
             frames = count_video_frames(mp4)
+            write_strip(mp4, frames, work_thumbs_dir(out_dir) / f"{row['key']}.jpg")  # for the report, kept or not
             if frames != c.num_frames:
                 # The source ran out of decodable frames before its declared end: damaged inside (the probe
                 # stage rejects files cut off at the end) or timestamps that jump (variable frame rate).
