@@ -94,7 +94,8 @@ def test_audio_segments_stage_cuts_the_whole_source(tmp_path: Path) -> None:
     rows = stage.process_batch([source])
     # the "sound" here is the -60 dB room noise speech_with_silence pads with, hence the lower floor
     parent, children = rows[0], rows[1:]
-    assert parent == {**source, "num_audio_segments": len(children)}, "the input comes back unchanged but for the count"
+    assert parent == {**source, "num_audio_segments": len(children), "stage_time": parent["stage_time"]}, \
+        "the input comes back unchanged but for the count (and its share of the stage's time)"
     assert [r["key"] for r in children] == [audio_segment_key(str(wav), i) for i in range(len(children))]
     assert all(r["record_type"] == "audio_clip" and r["parent_key"] == "rec" for r in children)
     speech = [r for r in children if r["segment_kind"] == "speech"]
