@@ -80,7 +80,8 @@ def test_sync_stage_judges_faceless_clips_by_onsets(tmp_path: Path) -> None:
 
 def test_sync_stage_leaves_clips_syncnet_decided_alone() -> None:
     row = {"key": "k", "mp4_path": "/nonexistent.mp4", "sync_method": "syncnet", "sync_verified": True}
-    assert AVSyncStage(SyncFilter()).process_batch([row]) == [row]
+    (out,) = AVSyncStage(SyncFilter()).process_batch([row])
+    assert {k: v for k, v in out.items() if k != "stage_time"} == row, "judged by SyncNet: nothing to add but the time"
 
 
 # --- mouth judge (clips with a face) -------------------------------------------------------------------------------
