@@ -19,6 +19,7 @@ _TAG_RE = re.compile(r"<S>|<E>|<AUDCAP>|<ENDAUDCAP>")
 _NEAR_TAG_RE = re.compile(r"<\s*/?\s*(?:s|e|audcap|endaudcap|end\s*audcap)\s*/?\s*>", re.IGNORECASE)
 _AUDIO_PREFIX_RE = re.compile(r"(?<![A-Za-z])Audio:")
 _SPEECH_SPAN_RE = re.compile(r"<S>(.*?)<E>", re.DOTALL)
+_AUDCAP_SPAN_RE = re.compile(re.escape(AUDCAP_OPEN) + r"(.*?)" + re.escape(AUDCAP_CLOSE), re.DOTALL)
 
 CaptionStyle = Literal["audcap", "audio_prefix"]
 
@@ -30,6 +31,21 @@ def caption_style(caption: str) -> CaptionStyle | None:
     if _AUDIO_PREFIX_RE.search(_SPEECH_SPAN_RE.sub("", caption)):
         return "audio_prefix"
     return None
+
+
+def restyle_caption(caption: str, style: CaptionStyle) -> str:
+    """The caption with its audio description written in `style`; one without a description, or
+    already in `style`, comes back unchanged. Ovi 1.0 reads `<AUDCAP>..<ENDAUDCAP>`, Ovi 1.1 `Audio:`."""
+    found = caption_style(caption)
+    if found is None or found == style:
+        return caption
+    if style == "audio_prefix":
+        return _AUDCAP_SPAN_RE.sub(lambda m: f"{AUDIO_PREFIX} {m.group(1).strip()}", caption)
+    # The `Audio:` description runs to the end of the caption; spoken words may say "Audio:" too.
+    masked = _SPEECH_SPAN_RE.sub(lambda m: " " * len(m.group()), caption)
+    start = [m.start() for m in _AUDIO_PREFIX_RE.finditer(masked)][-1]
+    description = caption[start + len(AUDIO_PREFIX):].strip()
+    return f"{caption[:start]}{AUDCAP_OPEN}{description}{AUDCAP_CLOSE}"
 
 
 def speech_spans(caption: str) -> list[str]:

@@ -29,7 +29,8 @@ from ovi_pl.generation import (
     initial_noise,
     sample,
 )
-from ovi_pl.generation.cli import parse_config
+from ovi_pl.generation.cli import caption_style, parse_config
+from ovi_pl.generation.prompts import PromptSpec, prompt_texts
 from ovi_pl.generation.media_io import probe_av
 from ovi_pl.models.ovi import OviFusionModel, get_model_config, save_ovi_checkpoint
 
@@ -149,6 +150,31 @@ def test_geometry_follows_the_training_clips():
         assert ClipGeometry(num_frames=frames).audio_latents == LogMelSpectrogram(MelConfig()).num_frames(round(samples)) // 2
     with pytest.raises(ValueError, match="1 \\+ 4k"):
         ClipGeometry(num_frames=120)
+
+
+def test_released_geometry_checks_name_the_key_and_fix():
+    model = get_model_config("ovi-11b-960x960-10s")
+    with pytest.raises(ValueError, match="geometry.num_frames: 241"):
+        ClipGeometry(height=960, width=960, num_frames=121).for_model(model)
+    # Ovi 1.0's default 704x1280 is 10 % off 720x720: the reference rescales to 544x960.
+    with pytest.raises(ValueError, match="geometry.height: 544, geometry.width: 960"):
+        ClipGeometry(height=704, width=1280).for_model(get_model_config("ovi-11b-720x720-5s"))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        ClipGeometry(height=720, width=720).for_model(get_model_config("ovi-11b"))
+    wide = ClipGeometry(height=704, width=1280, num_frames=241).for_model(model)
+    assert wide.audio_latents == 314 and ClipGeometry(num_frames=241).audio_latents == 313
+
+
+def test_prompts_take_the_checkpoints_caption_style():
+    audcap = "A man says <S>Audio: check.<E> and waves. <AUDCAP>Male voice, echo.<ENDAUDCAP>"
+    prefix = "A man says <S>Audio: check.<E> and waves. Audio: Male voice, echo."
+    specs = [PromptSpec(audcap), PromptSpec(prefix), PromptSpec("No audio description.")]
+    assert prompt_texts(specs, "audio_prefix") == [prefix, prefix, "No audio description."]
+    assert prompt_texts(specs, "audcap") == [audcap, audcap, "No audio description."]
+    assert prompt_texts(specs, None) == [audcap, prefix, "No audio description."]
+    assert caption_style("model", get_model_config("ovi-11b-960x960-5s")) == "audio_prefix"
+    assert caption_style("model", get_model_config("ovi-11b-720x720-5s")) == "audcap"
+    assert caption_style("model", get_model_config("ovi-tiny")) is None
 
 
 # ---------------------------------------------------------------------------- generate command

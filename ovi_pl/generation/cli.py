@@ -12,12 +12,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from data_specs.captions import CaptionStyle
 from ovi_pl.generation.components import ClipGeometry, GenerationEncoders
-from ovi_pl.generation.loading import load_fusion_model
+from ovi_pl.generation.loading import is_training_checkpoint, load_fusion_model
 from ovi_pl.generation.pipeline import (
     clip_file_name,
     decode_clips,
@@ -26,8 +28,9 @@ from ovi_pl.generation.pipeline import (
     generate_latents,
     write_clip,
 )
-from ovi_pl.generation.prompts import read_prompts
+from ovi_pl.generation.prompts import prompt_texts, read_prompts
 from ovi_pl.generation.sampler import SamplerConfig
+from ovi_pl.models.ovi import FusionConfig, get_model_config
 
 MANIFEST = "manifest.csv"
 
@@ -41,6 +44,9 @@ class GenerateConfig:
     prompts: str
     output_dir: str = "outputs/generate"
     model_config: str = "ovi-11b"  # geometry of a safetensors checkpoint; training checkpoints carry theirs
+    # Audio-description style of the prompts: "model" = the released checkpoint's (Ovi 1.0 <AUDCAP>,
+    # Ovi 1.1 "Audio:"; as written for other models), or "audcap", "audio_prefix", "as_written".
+    caption_style: Literal["model", "audcap", "audio_prefix", "as_written"] = "model"
     ema: bool = False  # training checkpoints: sample with the EMA weights
     geometry: ClipGeometry = field(default_factory=ClipGeometry)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -75,13 +81,16 @@ def run_generate(cfg: GenerateConfig) -> list[Path]:
                           ("cpu" if cfg.device == "auto" else cfg.device))
     dtype = getattr(torch, cfg.dtype) if device.type == "cuda" else torch.float32
     specs = read_prompts(cfg.prompts)[: cfg.limit]
+    if not is_training_checkpoint(cfg.checkpoint):
+        cfg.geometry.for_model(get_model_config(cfg.model_config))  # a bad geometry fails before loading
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     model = load_fusion_model(cfg.checkpoint, cfg.model_config, cfg.ema, device, dtype)
+    geometry = cfg.geometry.for_model(model.cfg)
     tower = model.cfg.video
     text = cfg.encoders.text(tower.text_len, tower.text_dim, device)
-    cond = encode_prompts(text, [s.text for s in specs], cfg.sampler)
+    cond = encode_prompts(text, prompt_texts(specs, caption_style(cfg.caption_style, model.cfg)), cfg.sampler)
     del text  # umT5-xxl is large; it is not needed once the prompts are embedded
     video_vae, audio_vae = cfg.encoders.video(device), cfg.encoders.audio(device)
 
@@ -90,12 +99,12 @@ def run_generate(cfg: GenerateConfig) -> list[Path]:
     for i, spec in enumerate(specs):
         start = time.perf_counter()
         sampler = dataclasses.replace(cfg.sampler, seed=cfg.sampler.seed + i)
-        first = None if spec.image is None else encode_first_frame(video_vae, spec.image, cfg.geometry)
+        first = None if spec.image is None else encode_first_frame(video_vae, spec.image, geometry)
         video, audio = generate_latents(
-            model, cond.select(slice(i, i + 1)), cfg.geometry, sampler, device,
+            model, cond.select(slice(i, i + 1)), geometry, sampler, device,
             first_frame=first, num_layers=tower.num_layers, dtype=dtype,
         )
-        (clip,) = decode_clips(video_vae, audio_vae, video, audio, cfg.geometry.fps)
+        (clip,) = decode_clips(video_vae, audio_vae, video, audio, geometry.fps)
         path = write_clip(clip, out / clip_file_name(i, spec.text))
         written.append(path)
         rows.append({"file": path.name, "text_prompt": spec.text, "image_path": spec.image or "", "seed": sampler.seed})
@@ -105,6 +114,13 @@ def run_generate(cfg: GenerateConfig) -> list[Path]:
         writer.writeheader()
         writer.writerows(rows)
     return written
+
+
+def caption_style(choice: str, model: FusionConfig) -> CaptionStyle | None:
+    """The style prompts are rewritten into, None for as written."""
+    if choice == "model":
+        return None if model.clip is None else model.clip.caption_style
+    return None if choice == "as_written" else choice  # type: ignore[return-value]
 
 
 def main(argv: Sequence[str]) -> None:

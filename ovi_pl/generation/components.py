@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
@@ -21,22 +21,54 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ovi_pl.data.geometry import AUDIO_SAMPLES_PER_LATENT, clip_seconds, video_latent_grid
+from data_specs.latents import VIDEO_SPATIAL_STRIDE
 from ovi_pl.encoders import AudioVAE, AudioVAEConfig, UMT5TextEncoder, VideoVAE
+from ovi_pl.models.ovi import FusionConfig
 
 AUDIO_SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)
 class ClipGeometry:
-    """Requested clip: frames 1 + 4k at `fps`, sides multiples of 16 (Ovi: multiples of 32 near 720x1280)."""
+    """Requested clip: frames 1 + 4k at `fps`, sides multiples of 16 (Ovi: multiples of 32 near 720x1280).
+
+    audio_latent_count: None derives it from the clip's span; a released checkpoint fixes it
+    (`for_model`), e.g. 314 for Ovi 1.1's 10 s model where 241 frames would give 313.
+    """
 
     height: int = 704
     width: int = 1280
     num_frames: int = 121
     fps: float = 24.0
+    audio_latent_count: int | None = None
 
     def __post_init__(self) -> None:
         video_latent_grid(self.num_frames, self.height, self.width)  # raises naming the bad value
+        if self.audio_latent_count is not None and self.audio_latent_count < 1:
+            raise ValueError(f"geometry.audio_latent_count={self.audio_latent_count} must be >= 1, or null")
+
+    def for_model(self, cfg: FusionConfig) -> ClipGeometry:
+        """This geometry checked against what `cfg` samples, with a released checkpoint's audio length.
+
+        Raises naming the geometry key to change: frames the model's patches do not tile, or a
+        released checkpoint's frame count or frame area (within 10 %, as the reference allows) missed.
+        """
+        side = VIDEO_SPATIAL_STRIDE * cfg.video.patch_size[1]
+        if self.height % side or self.width % side:
+            raise ValueError(f"geometry.height/width {self.height}x{self.width} must be multiples of {side} "
+                             f"for {cfg.name} (VAE stride x patch size)")
+        clip = cfg.clip
+        if clip is None:
+            return self
+        if self.num_frames != clip.num_frames:
+            raise ValueError(f"geometry.num_frames={self.num_frames}, but {cfg.name} samples {clip.num_frames} frames; "
+                             f"set geometry.num_frames: {clip.num_frames}")
+        if abs(self.height * self.width - clip.frame_area) > 0.1 * clip.frame_area:
+            height, width = frame_size_for_area(self.height, self.width, clip.frame_area)
+            raise ValueError(f"geometry {self.height}x{self.width} is {self.height * self.width} pixels, more than 10 % "
+                             f"from the {clip.frame_area} that {cfg.name} was trained on; at this aspect use "
+                             f"geometry.height: {height}, geometry.width: {width}")
+        return replace(self, audio_latent_count=clip.audio_latents)
 
     @property
     def video_latent_shape(self) -> tuple[int, int, int, int]:
@@ -45,12 +77,20 @@ class ClipGeometry:
     @property
     def audio_latents(self) -> int:
         """Audio over the clip's span rounded to 10 ms, as training clips are (121 frames -> 157)."""
+        if self.audio_latent_count is not None:
+            return self.audio_latent_count
         samples = round(clip_seconds(self.num_frames, self.fps) * AUDIO_SAMPLE_RATE)
         return samples // AUDIO_SAMPLES_PER_LATENT
 
     @property
     def audio_latent_shape(self) -> tuple[int, int]:
         return (self.audio_latents, 20)
+
+
+def frame_size_for_area(height: int, width: int, area: int) -> tuple[int, int]:
+    """(height, width) of about `area` pixels at the aspect of height x width, sides multiples of 32."""
+    scale = math.sqrt(area / (height * width))
+    return tuple(max(32, 32 * round(round(side * scale) / 32)) for side in (height, width))  # type: ignore[return-value]
 
 
 class TextEncoder(Protocol):

@@ -10,6 +10,11 @@ import torch
 from ovi_pl.models.ovi import OviFusionModel, get_model_config, load_ovi_checkpoint
 
 
+def is_training_checkpoint(checkpoint: str | os.PathLike[str]) -> bool:
+    """A distributed training checkpoint directory, which carries its own model config."""
+    return (Path(checkpoint) / "meta.pt").is_file()
+
+
 def load_fusion_model(
     checkpoint: str | os.PathLike[str],
     model_config: str = "ovi-11b",
@@ -21,7 +26,7 @@ def load_fusion_model(
     the checkpoint; LoRA adapters merged) or Ovi's safetensors (file, index json or directory,
     geometry from `model_config`)."""
     path = Path(checkpoint)
-    if (path / "meta.pt").is_file():
+    if is_training_checkpoint(path):
         from ovi_pl.training.export import load_training_checkpoint
 
         model = load_training_checkpoint(path, ema=ema)

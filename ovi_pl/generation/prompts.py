@@ -1,4 +1,8 @@
-"""Prompt files: Ovi's example csv (`text_prompt`, optional `image_path`) or plain text, one per line."""
+"""Prompt files: Ovi's example csv (`text_prompt`, optional `image_path`) or plain text, one per line.
+
+Each checkpoint reads one audio-description style (Ovi 1.0 `<AUDCAP>..<ENDAUDCAP>`, Ovi 1.1
+`Audio: ...`); prompts written in the other style are rewritten, as the reference does.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from data_specs.captions import CaptionStyle, restyle_caption
 
 
 @dataclass(frozen=True)
@@ -34,3 +40,9 @@ def read_prompts(path: str | os.PathLike[str]) -> list[PromptSpec]:
     if not specs:
         raise ValueError(f"{path} holds no prompts")
     return specs
+
+
+def prompt_texts(specs: list[PromptSpec], caption_style: CaptionStyle | None) -> list[str]:
+    """What the text encoder gets: each prompt with its audio description in `caption_style`
+    (None: as written)."""
+    return [s.text if caption_style is None else restyle_caption(s.text, caption_style) for s in specs]

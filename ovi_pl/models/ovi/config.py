@@ -1,13 +1,19 @@
 """Model geometry of the Ovi twin-tower DiT and the registry of named configs.
 
 Every model this project builds comes from a name in `MODEL_CONFIGS`; tests check that each
-shipped name builds. The released geometry (`ovi-11b`) follows ../shared/DESIGN.md section 1.
+shipped name builds. The released geometry (`ovi-11b`) follows ../shared/DESIGN.md section 1. The
+released checkpoints share it (same keys) and differ in the clip they sample, which their
+`ReleasedClip` records: `ovi-11b-720x720-5s` (Ovi 1.0's model.safetensors), `ovi-11b-960x960-5s`
+and `ovi-11b-960x960-10s` (Ovi 1.1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Literal
+
+from data_specs.captions import CaptionStyle
+from data_specs.latents import VIDEO_SPATIAL_STRIDE, VIDEO_TEMPORAL_STRIDE
 
 Modality = Literal["video", "audio"]
 
@@ -63,6 +69,32 @@ class TowerConfig:
 
 
 @dataclass(frozen=True)
+class ReleasedClip:
+    """The clip a released checkpoint samples, as the reference's per-model spec gives it.
+
+    frame_area: pixels per frame; any aspect, sides multiples of 32 (704x704 for 720x720, 960x960,
+    704x1280). audio_latents: fixed by the checkpoint, not derived from the frame count (the 10 s
+    model takes 314 = 2 x 157, where 241 frames of audio would give 313).
+    """
+
+    checkpoint_file: str
+    frame_area: int
+    num_frames: int  # at 24 fps
+    audio_latents: int
+    caption_style: CaptionStyle
+
+    @property
+    def video_latent_frames(self) -> int:
+        return (self.num_frames - 1) // VIDEO_TEMPORAL_STRIDE + 1
+
+    def video_tokens(self, height: int, width: int, patch_size: tuple[int, ...]) -> int:
+        """Video tokens per sample at a frame size: latent frames x latent pixels / spatial patch."""
+        pt, ph, pw = patch_size
+        grid = (self.video_latent_frames // pt, height // VIDEO_SPATIAL_STRIDE // ph, width // VIDEO_SPATIAL_STRIDE // pw)
+        return grid[0] * grid[1] * grid[2]
+
+
+@dataclass(frozen=True)
 class FusionConfig:
     """A named twin-tower model: one video and one audio tower of the same depth and width."""
 
@@ -72,6 +104,7 @@ class FusionConfig:
     # Block whose unconditional pass is skipped for skip-layer guidance (DESIGN.md section 2).
     skip_layer_guidance_block: int = 11
     description: str = ""
+    clip: ReleasedClip | None = None  # set for released checkpoints
 
     def __post_init__(self) -> None:
         if self.video.modality != "video" or self.audio.modality != "audio":
@@ -81,7 +114,7 @@ class FusionConfig:
                 raise ValueError(f"{self.name}: towers differ in {attr}; block-wise fusion needs them equal")
 
 
-def _ovi_pair(name: str, description: str, **geometry: object) -> FusionConfig:
+def _ovi_pair(name: str, description: str, clip: ReleasedClip | None = None, **geometry: object) -> FusionConfig:
     video = TowerConfig(modality="video", in_channels=48, out_channels=48, patch_size=(1, 2, 2), **geometry)
     audio = TowerConfig(
         modality="audio",
@@ -91,13 +124,28 @@ def _ovi_pair(name: str, description: str, **geometry: object) -> FusionConfig:
         temporal_rope_scale=0.19676,
         **geometry,
     )
-    return FusionConfig(name=name, video=video, audio=audio, description=description)
+    return FusionConfig(name=name, video=video, audio=audio, description=description, clip=clip)
 
 
 MODEL_CONFIGS: dict[str, FusionConfig] = {
     cfg.name: cfg
     for cfg in (
         _ovi_pair("ovi-11b", "Released Ovi geometry: two 30-layer 3072-wide towers, 11.66 B parameters."),
+        _ovi_pair(
+            "ovi-11b-720x720-5s",
+            "Ovi 1.0's checkpoint: 5 s clips of about 720x720 pixels, <AUDCAP> captions.",
+            ReleasedClip("model.safetensors", 720 * 720, 121, 157, "audcap"),
+        ),
+        _ovi_pair(
+            "ovi-11b-960x960-5s",
+            "Ovi 1.1: 5 s clips of about 960x960 pixels, 'Audio: ...' captions.",
+            ReleasedClip("model_960x960.safetensors", 960 * 960, 121, 157, "audio_prefix"),
+        ),
+        _ovi_pair(
+            "ovi-11b-960x960-10s",
+            "Ovi 1.1: 10 s clips of about 960x960 pixels (61 latent frames, 314 audio latents), 'Audio: ...' captions.",
+            ReleasedClip("model_960x960_10s.safetensors", 960 * 960, 241, 314, "audio_prefix"),
+        ),
         _ovi_pair(
             "ovi-small",
             "A 12-layer 1024-wide pair for single-GPU experiments.",
