@@ -350,14 +350,16 @@ class _ClipPages:
         return "media not kept"
 
 
-def _number(value: float) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _number(value: float | None) -> str:
+    if not isinstance(value, float):
+        return "-" if value is None else str(value)
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def _index_page(summary: dict[str, Any], images: list[str], pages: _ClipPages) -> str:
     stages = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{s['rows']:g}</td><td>{s['worker_seconds']:.1f}</td>"
-        f"<td>{s['rows_per_worker_second'] if s['rows_per_worker_second'] is not None else '-'}</td>"
+        f"<td>{_number(s['rows_per_worker_second'])}</td>"
         f"<td>{100 * s['worker_seconds'] / max(sum(t['worker_seconds'] for t in summary['stages'].values()), 1e-9):.0f} %"
         "</td></tr>" for name, s in summary["stages"].items())
     series = "".join(f'<tr><td><a href="{pages.first_page(name)}">{html.escape(name)}</a></td><td>{count}</td>'

@@ -9,7 +9,7 @@ from data_specs.geometry import target_size
 from ..config import ClipConfig, TranscodeConfig
 from ovi_pl.media.tools import FFMPEG, count_video_frames, ffprobe_json, run_tool
 from ..stage import Row, Stage
-from ..thumbnails import work_thumbs_dir, write_strip
+from ..thumbnails import StripOutput, work_thumbs_dir
 
 
 # Audio that starts after the picture (a container offset) keeps its place: aresample pads the gap from
@@ -45,19 +45,22 @@ class TranscodeClips(Stage):
         # volume filter then judges like any other quiet clip.
         silence = [] if row["probe"]["has_audio"] else ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
         audio = "0:a:0" if row["probe"]["has_audio"] else "1:a:0"
+        video_filters = f"fps={c.fps},{self._size_filter(row)}"
+        # The report's thumbnail strip, from the frames this command decodes anyway.
+        strip = StripOutput(work_thumbs_dir(out_dir) / f"{row['key']}.jpg", c.num_frames, video_filters)
         args = [FFMPEG, "-v", "error", "-nostdin", "-y", "-ss", f"{row['start_s']:.6f}", "-i", row["path"], *silence,
                 "-map", "0:v:0", "-map", audio,
-                "-vf", f"fps={c.fps},{self._size_filter(row)},format=yuv420p",
+                "-vf", f"{video_filters},format=yuv420p",
                 "-frames:v", str(c.num_frames), "-c:v", "libx264", "-preset", t.preset, "-crf", str(t.crf),
                 "-af", _ALIGNED_AUDIO, "-t", seconds, "-c:a", "aac", "-b:a", f"{t.audio_bitrate_kbps}k",
                 "-movflags", "+faststart", str(mp4),
                 "-map", audio, "-vn", "-af", _ALIGNED_AUDIO, "-t", seconds, "-ac", "1", "-ar", str(c.audio_sample_rate),
-                "-sample_fmt", "s16", "-c:a", "flac", str(flac)]
+                "-sample_fmt", "s16", "-c:a", "flac", str(flac), *strip.args()]
         # Whatever fails (ffmpeg, a short clip, the checks after), nothing of this clip stays in the work dir.
         try:
             run_tool(args, t.timeout_s)
+            strip.keep()
             frames = count_video_frames(mp4)
-            write_strip(mp4, frames, work_thumbs_dir(out_dir) / f"{row['key']}.jpg")  # for the report, kept or not
             if frames != c.num_frames:
                 # The source ran out of decodable frames before its declared end: damaged inside (the probe
                 # stage rejects files cut off at the end) or timestamps that jump (variable frame rate).
@@ -67,6 +70,7 @@ class TranscodeClips(Stage):
                                    "jump there; re-encode it at a constant frame rate if it plays")
             video = next(s for s in ffprobe_json(mp4)["streams"] if s["codec_type"] == "video")
         except BaseException:
+            strip.discard()
             _unlink(mp4, flac)
             raise
         return {**row, "mp4_path": str(mp4), "flac_path": str(flac),
