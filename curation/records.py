@@ -17,6 +17,7 @@ class Verdict(TypedDict, total=False):
     error_type: str                  # quarantined rows: the exception's type and message
     error: str
     scores: dict[str, float]         # recorded for kept and rejected rows alike; the shard json's `scores`
+    stage_time: list[list[Any]]      # [stage, worker seconds, rows] shares, set by the Stage base class
 
 
 class InputRow(Verdict, total=False):
