@@ -105,8 +105,9 @@ class ShardDataModule(L.LightningDataModule):
 
     # -- loaders ----------------------------------------------------------------------------
     def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        # Data-parallel rank and size: the ranks of a context-parallel group read the same samples.
+        sampler = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        return (sampler["rank"], sampler["num_replicas"]) if sampler else (0, 1)
 
     def train_stream(self, rank: int | None = None, world_size: int | None = None) -> ShardBatchStream:
         """This rank's training stream, resuming at the restored position."""
@@ -139,7 +140,7 @@ class ShardDataModule(L.LightningDataModule):
     # -- position -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         trainer = self.trainer
-        world = trainer.world_size if trainer is not None else 1
+        world = self._rank_world()[1]
         # `processed`, not `completed`: checkpoints are written from the end-of-batch hooks, before
         # the current batch counts as completed.
         done = trainer.fit_loop.epoch_loop.batch_progress.total.processed if trainer is not None else self.consumed_batches

@@ -61,11 +61,20 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class ParallelConfig:
-    """FSDP2 mixed precision and memory options; parameters and optimizer state stay fp32."""
+    """FSDP2 mixed precision and memory options; parameters and optimizer state stay fp32.
+
+    context_parallel: ranks that split each sample's tokens (Ulysses; README "Training"); the
+    ranks (devices x nodes) form groups of this size, and each group trains on the same samples.
+    """
 
     compute_dtype: Literal["bfloat16", "float32"] = "bfloat16"
     activation_checkpointing: bool = True
     compile_blocks: bool = False
+    context_parallel: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.context_parallel, int) or self.context_parallel < 1:
+            raise ValueError(f"model.parallel.context_parallel={self.context_parallel!r} must be an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,10 @@ class OviTrainingModule(L.LightningModule):
         if not 0.0 <= text_dropout < 1.0:
             raise ValueError(f"text_dropout={text_dropout} must be in [0, 1)")
         # Unknown names fail here, before any work starts.
-        get_model_config(model_config)
+        heads = get_model_config(model_config).video.num_heads
+        if heads % parallel.context_parallel:
+            raise ValueError(f"model.parallel.context_parallel={parallel.context_parallel} must divide the "
+                             f"{heads} attention heads of {model_config}")
         if freeze_preset not in FREEZE_PRESETS:
             raise ValueError(f"unknown freeze_preset {freeze_preset!r}; choose one of {sorted(FREEZE_PRESETS)}")
         self.save_hyperparameters()
@@ -128,6 +140,17 @@ class OviTrainingModule(L.LightningModule):
 
     # -- set-up ---------------------------------------------------------------------------------
     @property
+    def context_parallel_size(self) -> int:
+        """Read by FSDP2Strategy to lay out its (data_parallel, context_parallel) device mesh."""
+        return self.parallel.context_parallel
+
+    @property
+    def data_parallel_rank(self) -> int:
+        """Shared by the ranks of a context group, which must draw the same noise for the same samples."""
+        sampler = self.trainer.distributed_sampler_kwargs
+        return sampler["rank"] if sampler else 0
+
+    @property
     def compute_dtype(self) -> torch.dtype:
         return getattr(torch, self.parallel.compute_dtype)
 
@@ -136,7 +159,7 @@ class OviTrainingModule(L.LightningModule):
             return
         with torch.device("meta"):
             model = self.build_model()
-        mesh = self.device_mesh["data_parallel"] if self.device_mesh is not None else None
+        mesh = self.device_mesh  # (data_parallel, context_parallel), from FSDP2Strategy
         parallelize(
             model,
             mesh,
@@ -163,7 +186,7 @@ class OviTrainingModule(L.LightningModule):
 
     # -- steps ----------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        generator = step_generator(self.seed, self.global_step, self.global_rank)
+        generator = step_generator(self.seed, self.global_step, self.data_parallel_rank)
         losses = self.compute_loss(batch, generator, noise_level=None)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False)
         self.log("loss", losses["loss"].detach(), prog_bar=True, logger=False)
@@ -179,7 +202,7 @@ class OviTrainingModule(L.LightningModule):
         totals: dict[str, Tensor] = {}
         levels = stratified_noise_levels(self.validation.noise_levels)
         for i, level in enumerate(levels.tolist()):
-            generator = step_generator(self.validation.seed, batch_idx, self.global_rank, stream=i)
+            generator = step_generator(self.validation.seed, batch_idx, self.data_parallel_rank, stream=i)
             for k, v in self.compute_loss(batch, generator, noise_level=level).items():
                 totals[k] = totals.get(k, 0) + v.detach() / len(levels)
         self.log_dict({f"{prefix}/{k}": v for k, v in totals.items()}, sync_dist=True)
@@ -200,7 +223,8 @@ class OviTrainingModule(L.LightningModule):
             self.ema.update(self.model)
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
-        self.flops_per_batch = self.batch_flops(batch)
+        # Each rank of a context group computes its share of the group's batch.
+        self.flops_per_batch = self.batch_flops(batch) / self.context_parallel_size
 
     def batch_flops(self, batch: Batch) -> float:
         raise NotImplementedError

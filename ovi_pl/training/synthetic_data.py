@@ -96,8 +96,13 @@ class SyntheticLatentDataModule(L.LightningDataModule):
         self.seed = seed
         self.samples_consumed = 0  # across all ranks, restored on resume
 
+    def _rank_world(self) -> tuple[int, int]:
+        # Data-parallel rank and size: the ranks of a context-parallel group read the same samples.
+        sampler = self.trainer.distributed_sampler_kwargs if self.trainer else None
+        return (sampler["rank"], sampler["num_replicas"]) if sampler else (0, 1)
+
     def _dataset(self, seed: int, start: int, limit: int | None = None) -> SyntheticLatents:
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        rank, world = self._rank_world()
         return SyntheticLatents(
             self.num_samples, self.video_shape, self.audio_length, self.audio_channels,
             self.text_tokens, self.text_dim, seed, start, rank, world, limit,
@@ -115,7 +120,7 @@ class SyntheticLatentDataModule(L.LightningDataModule):
         return self.val_dataloader()
 
     def state_dict(self) -> dict[str, int]:
-        world = self.trainer.world_size if self.trainer else 1
+        world = self._rank_world()[1]
         # `processed`, not `completed`: checkpoints are written from the end-of-batch hooks, before
         # the current batch counts as completed.
         done = self.trainer.fit_loop.epoch_loop.batch_progress.total.processed if self.trainer else 0
