@@ -9,13 +9,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
 import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import SAMPLE_CLIPS
+import shard_resume_fit
+from conftest import DISTRIBUTED_ENV, ROOT, SAMPLE_CLIPS
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader
@@ -122,13 +127,14 @@ def all_keys(n: int = 24) -> set[str]:
 
 def latent_dm(urls: str | list[str], **kwargs) -> ShardDataModule:
     args = dict(mode="latent", batch_size=2, num_workers=0, text_member="text_d32.npy", text_len=TEXT_LEN,
-                return_keys=True, shuffle_buffer=4)
+                return_keys=True)
     return ShardDataModule(urls, **{**args, **kwargs})
 
 
 def fake_trainer(rank: int, world: int, processed: int) -> SimpleNamespace:
     progress = SimpleNamespace(total=SimpleNamespace(processed=processed))
     return SimpleNamespace(global_rank=rank, world_size=world, loggers=[], global_step=processed,
+                           distributed_sampler_kwargs={"rank": rank, "num_replicas": world},
                            fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)))
 
 
@@ -185,7 +191,7 @@ def test_raw_path_decodes_121_frames_and_5_04_s_of_aligned_audio(real_shards: Pa
 def test_raw_mode_encodes_batches_of_the_training_shapes(real_shards: Path, tiny_encoder_paths: EncoderPaths) -> None:
     # Encoders built from local paths in setup(); 9 frames keep the tiny VAE quick on CPU.
     dm = ShardDataModule(str(real_shards), mode="raw", batch_size=2, num_workers=0, num_frames=9,
-                         target_area=64 * 128, encoders=tiny_encoder_paths, text_len=TEXT_LEN, shuffle_buffer=0)
+                         target_area=64 * 128, encoders=tiny_encoder_paths, text_len=TEXT_LEN)
     dm.setup("fit")
     batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert set(batch) == {"video_latents", "audio_latents", "audio_length", "text_embedding"}
@@ -268,25 +274,104 @@ def test_same_seed_same_order_other_seed_other_order(latent_shards: Path) -> Non
     assert sorted(epoch_keys) == sorted(list(all_keys()) * 2)  # two epochs, each sample once per epoch
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_continues_without_repeats_or_gaps(latent_shards: Path, workers: int) -> None:
-    before, after = 5, 9  # 24 samples over 2 ranks: crosses a data-epoch boundary (about 7 batches a rank)
-    for rank in range(2):
-        dm = latent_dm(str(latent_shards), num_workers=workers, seed=1)
-        dm.trainer = fake_trainer(rank, 2, processed=0)
-        uninterrupted = keys_of(dm.train_dataloader(), before + after)
+def global_order(shards: Path, world: int, batches_per_rank: int, **kwargs) -> list[list[str]]:
+    """The batches `world` ranks consume in `batches_per_rank` steps, in global order (step by step, rank by rank)."""
+    per_rank = []
+    for rank in range(world):
+        dm = latent_dm(str(shards), seed=1, **kwargs)
+        dm.trainer = fake_trainer(rank, world, processed=0)
+        per_rank.append(keys_of(dm.train_dataloader(), batches_per_rank))
+    return [batch for step in zip(*per_rank) for batch in step]
 
-        first = latent_dm(str(latent_shards), num_workers=workers, seed=1)
-        first.trainer = fake_trainer(rank, 2, processed=before)
-        head = keys_of(first.train_dataloader(), before)
-        state = first.state_dict()
-        assert state["batches_per_rank"] == before and state["samples_consumed"] == before * 2 * 2
 
-        resumed = latent_dm(str(latent_shards), num_workers=workers, seed=1)
-        resumed.trainer = fake_trainer(rank, 2, processed=before)
+@pytest.mark.parametrize(("before_world", "after_world", "workers"), [(2, 2, 0), (2, 2, 2), (2, 1, 2), (1, 2, 0)])
+def test_resume_continues_without_repeats_or_gaps(latent_shards: Path, before_world: int, after_world: int,
+                                                  workers: int) -> None:
+    # 24 samples in batches of 2: 12 global batches an epoch; 4 + 8 crosses into the second epoch.
+    before, after = 4, 8
+    expected = global_order(latent_shards, 1, before + after)
+    first = latent_dm(str(latent_shards), num_workers=workers, seed=1)
+    first.trainer = fake_trainer(0, before_world, processed=before // before_world)
+    head = global_order(latent_shards, before_world, before // before_world, num_workers=workers)
+    state = first.state_dict()
+    assert state["global_batches"] == before and state["batches_per_rank"] == before // before_world
+
+    resumed_ranks = []
+    for rank in range(after_world):
+        resumed = latent_dm(str(latent_shards), num_workers=0 if workers else 1, seed=1)  # another worker count
+        resumed.trainer = fake_trainer(rank, after_world, processed=before // before_world)
         resumed.load_state_dict(state)
-        tail = keys_of(resumed.train_dataloader(), after)
-        assert head + tail == uninterrupted
+        resumed_ranks.append(keys_of(resumed.train_dataloader(), after // after_world))
+    tail = [batch for step in zip(*resumed_ranks) for batch in step]
+    assert head + tail == expected
+    epoch = [k for keys in expected[:12] for k in keys]
+    assert sorted(epoch) == sorted(all_keys())  # the first 12 global batches: every sample once
+
+
+def test_finite_epochs_give_every_rank_the_same_number_of_batches(latent_shards: Path) -> None:
+    # 5 shards for 3 ranks x 2 workers: 10 wide samples (5 batches of 2) and 5 tall (2 + 2 + 1), so
+    # 8 global batches an epoch, 16 in two; each rank gets 16 // 3 = 5 and one batch is left out.
+    urls = str(latent_shards / "train-{000..004}.tar")
+    per_rank = []
+    for rank in range(3):
+        dm = latent_dm(urls, epochs=2, num_workers=2)
+        loader = DataLoader(dm.train_stream(rank=rank, world_size=3), batch_size=None, num_workers=2)
+        per_rank.append(keys_of(loader))
+    assert [len(batches) for batches in per_rank] == [5, 5, 5]
+    seen = [k for batches in per_rank for keys in batches for k in keys]
+    # Every sample twice but the one of the left-out batch: the last of the second epoch, the tall
+    # bucket's partial batch of one (partial batches close an epoch).
+    counts = Counter(seen)
+    assert set(counts) == all_keys(15) and sorted(counts.values()) == [1] + [2] * 14
+
+
+def fit_on_shards(shards: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """tests/shard_resume_fit.py in its own process group (its SIGKILL must not reach pytest)."""
+    env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, str(ROOT / "tests/shard_resume_fit.py"), str(shards), str(out), *args],
+                          env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
+
+
+def steps_of(out: Path) -> dict[int, dict[int, dict]]:
+    """rank -> step -> {"loss", "keys"} as the run recorded them."""
+    return {int(f.stem.removeprefix("rank")): {r["step"]: r for r in map(json.loads, f.read_text().splitlines())}
+            for f in out.glob("rank*.jsonl")}
+
+
+def test_a_killed_two_rank_trainer_run_resumes_exactly_on_two_ranks_and_on_one(latent_shards: Path,
+                                                                                tmp_path: Path) -> None:
+    # 24 samples in batches of 2: 12 global batches an epoch, 6 steps of 2 ranks. Killed as step 7
+    # begins, resumed from the checkpoint at step 4: steps 4-6 (across the epoch boundary) are
+    # compared with the ones the run took before it died.
+    killed = fit_on_shards(latent_shards, tmp_path / "killed", "--max_steps", "8", "--kill_at", "7")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    checkpoint = tmp_path / "killed/checkpoints/step=4.ckpt"
+    resumed = fit_on_shards(latent_shards, tmp_path / "resumed", "--max_steps", "7", "--ckpt_path", str(checkpoint))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    before, after = steps_of(tmp_path / "killed"), steps_of(tmp_path / "resumed")
+    for rank in (0, 1):
+        assert sorted(before[rank]) == list(range(7)) and sorted(after[rank]) == [4, 5, 6]
+        for step in (4, 5, 6):
+            assert after[rank][step] == before[rank][step], (rank, step)  # same samples, same loss
+
+    # The same checkpoint on one rank, in this process, without loader workers: the same global order goes on.
+    shard_resume_fit.fit(str(latent_shards), tmp_path / "one_rank", devices=1, workers=0, max_steps=8,
+                         ckpt_path=str(checkpoint))
+    one_rank = [steps_of(tmp_path / "one_rank")[0][step]["keys"] for step in range(4, 8)]
+    assert one_rank == [before[rank][step]["keys"] for step in (4, 5) for rank in (0, 1)]
+    epoch = [k for step in range(4) for rank in (0, 1) for k in before[rank][step]["keys"]]
+    epoch += [k for keys in one_rank for k in keys]
+    assert sorted(epoch) == sorted(all_keys())  # no sample twice, none left out
+
+
+def test_streamed_shards_are_copied_once_into_the_cache_and_read_like_local_ones(latent_shards: Path,
+                                                                                   tmp_path: Path) -> None:
+    urls = [f"pipe:cat {latent_shards}/train-{s:03d}.tar" for s in range(2)]
+    local = keys_of(latent_dm(str(latent_shards / "train-{000..001}.tar"), epochs=1).train_dataloader())
+    streamed = latent_dm(urls, epochs=1, cache_dir=str(tmp_path / "cache"))
+    assert keys_of(streamed.train_dataloader()) == local
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # one file per shard, no partial downloads left
 
 
 def test_corrupt_samples_are_skipped_counted_and_logged(tmp_path: Path, small_clips: dict[str, bytes],
@@ -306,7 +391,9 @@ def test_corrupt_samples_are_skipped_counted_and_logged(tmp_path: Path, small_cl
     dm = latent_dm([str(tmp_path / "a.tar"), str(tmp_path / "b.tar")], batch_size=1, epochs=1)
     with caplog.at_level(logging.WARNING, logger="ovi_pl.data.stream"):
         keys = [k for batch in dm.train_dataloader() for k in dm.on_after_batch_transfer(batch, 0)["keys"]]
-    assert sorted(keys) == ["ok0", "ok1", "ok2", "ok3"]
+    # 5 samples indexed (badjson is not), 5 batches: truncnpy's, with nothing left in it, is replaced
+    # by a repeat of the one before, so this rank still steps as often as the others.
+    assert len(keys) == 5 and sorted(set(keys)) == ["ok0", "ok1", "ok2", "ok3"]
     assert dm.skipped_samples == 2 and dm.state_dict()["skipped_samples"] == 2
     assert "'truncnpy' of shard" in caplog.text and str(tmp_path / "a.tar") in caplog.text
     assert "'badjson' of shard" in caplog.text and str(tmp_path / "b.tar") in caplog.text
@@ -318,9 +405,12 @@ def test_corrupt_samples_are_skipped_counted_and_logged(tmp_path: Path, small_cl
     assert int(batches[0]["skipped_samples"]) == 1
 
 
-def test_unknown_shard_pattern_and_too_few_shards_fail_clearly(latent_shards: Path) -> None:
+def test_unknown_shard_pattern_and_shards_without_usable_samples_fail_clearly(latent_shards: Path,
+                                                                             tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="matches no files"):
         ShardDataModule(str(latent_shards / "nothing-*.tar"))
-    dm = latent_dm(str(latent_shards / "train-000.tar"), num_workers=0)
-    with pytest.raises(ValueError, match="1 shards cannot feed 2 ranks"):
-        next(iter(dm.train_stream(rank=0, world_size=2)))
+    write_shard(tmp_path / "audio_only.tar", [{"__key__": "a0", "flac": flac_bytes(1.0),
+                                               "json": sample_json("a0", 0, 0, 24, kind="audio_only")}])
+    dm = latent_dm(str(tmp_path / "audio_only.tar"))
+    with pytest.raises(ValueError, match="audio_only.tar hold no samples usable in latent mode with modality audio_video"):
+        dm.train_stream(rank=0, world_size=2)

@@ -7,9 +7,16 @@ import torch
 from torch import Tensor
 
 
+def stack(items: list[Tensor]) -> Tensor:
+    """Equal-shape tensors -> [B, ...]; a batch of one is a view, not a copy."""
+    return items[0].unsqueeze(0) if len(items) == 1 else torch.stack(items)
+
+
 def pad_sequences(items: list[Tensor]) -> tuple[Tensor, Tensor]:
     """[L_i, ...] tensors -> ([B, max L, ...] zero-padded, lengths [B] int64)."""
     lengths = torch.tensor([t.shape[0] for t in items], dtype=torch.int64)
+    if all(t.shape == items[0].shape for t in items):
+        return stack(items), lengths
     out = items[0].new_zeros((len(items), int(lengths.max()), *items[0].shape[1:]))
     for i, t in enumerate(items):
         out[i, : t.shape[0]] = t
@@ -22,9 +29,9 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     sample brought its text embedding."""
     batch: dict[str, Any] = {"keys": [s["key"] for s in samples]}
     if "video_latents" in samples[0]:
-        batch["video_latents"] = torch.stack([s["video_latents"] for s in samples])
+        batch["video_latents"] = stack([s["video_latents"] for s in samples])
     if "frames" in samples[0]:
-        batch["frames"] = torch.stack([s["frames"] for s in samples])
+        batch["frames"] = stack([s["frames"] for s in samples])
     if "audio_latents" in samples[0]:
         batch["audio_latents"], batch["audio_length"] = pad_sequences([s["audio_latents"] for s in samples])
     if "waveform" in samples[0]:

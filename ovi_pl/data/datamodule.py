@@ -6,13 +6,15 @@ with modality "audio", the same without `video_latents` for AudioPretraining. Ra
 resized and cropped in the dataloader workers; the encoders run in `on_after_batch_transfer`,
 on the training device, in the main process.
 
-The data position is global: batches consumed per rank (equal on every rank, Lightning steps in
-lockstep) together with the seed, world size, workers and batch size that fix the stream.
-Checkpoints keep rank 0's state, which every rank can use; see stream.py for the order itself.
+The data position is the number of global batches consumed, in an order fixed by the seed, the
+batch size and the shards alone (order.py): a checkpoint resumes exactly, on any number of ranks
+and workers, with no sample repeated or skipped within the epoch.
 """
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from typing import Any, Literal
 
 import lightning as L
@@ -24,13 +26,15 @@ from ovi_pl.encoders import AudioVAE, UMT5TextEncoder, VideoVAE
 
 from .collate import pad_sequences
 from .encoding import EncoderPaths, Encoders
+from .index import SampleIndex, build_index
 from .samples import TEXT_MEMBER, SampleConfig
 from .stream import SKIPPED_KEY, ShardBatchStream
 from .urls import expand_shard_urls
 
 log = logging.getLogger(__name__)
 SKIPPED_METRIC = "data/skipped_samples"
-_STREAM_FIELDS = ("world_size", "num_workers", "batch_size", "seed")
+_ORDER_FIELDS = ("batch_size", "seed")  # the global order is a function of these (and the shards)
+_FLOAT_KEYS = ("video_latents", "audio_latents", "text_embedding")
 
 
 class ShardDataModule(L.LightningDataModule):
@@ -38,7 +42,8 @@ class ShardDataModule(L.LightningDataModule):
     (data epoch after data epoch) unless `epochs` is set.
 
     train_urls / val_urls: paths, globs, `{000..099}` brace patterns, directories, `pipe:`
-        commands or fsspec URLs (see urls.py); at least world_size x num_workers shards.
+        commands or fsspec URLs (see urls.py); shards that are not local files are copied into
+        `cache_dir` once (default: ovi_pl_shards in the system's temporary folder).
     mode: "latent" reads `video_latents.npy`, `audio_latents.npy` and `text_member`; "raw"
         decodes `.mp4` and `.flac`/`.wav` and encodes with `encoders` (paths) or the loaded
         `video_vae` / `audio_vae` / `text_encoder`; the text embedding comes from `text_member`
@@ -49,8 +54,12 @@ class ShardDataModule(L.LightningDataModule):
         and centre-crops them to about target_area pixels (sides multiples of 32, the clip's aspect
         ratio) or to the nearest-aspect entry of `buckets` ([[h, w], ...]).
     text_len: text embeddings are cut to this many tokens (the model's text_len).
-    shuffle_buffer: samples held to shuffle across shards; samples batch only with samples of the
-        same latent shape, so batch_size > 1 works with mixed aspect ratios.
+    epochs: data epochs in the training stream (None: endless); every rank gets the same
+        number of batches, the last few (fewer than the world size) left out.
+    Each data epoch is a seeded permutation of every sample of the shards; samples batch only with
+    samples of the same latent shape, so batch_size > 1 works with mixed aspect ratios. Latents
+    and text embeddings leave the workers in their stored precision and become float32 on the
+    training device.
     """
 
     def __init__(
@@ -62,7 +71,6 @@ class ShardDataModule(L.LightningDataModule):
         batch_size: int = 1,
         num_workers: int = 2,
         seed: int = 0,
-        shuffle_buffer: int = 256,
         epochs: int | None = None,
         val_batches: int = 8,
         num_frames: int = 121,
@@ -77,6 +85,7 @@ class ShardDataModule(L.LightningDataModule):
         text_encoder: UMT5TextEncoder | None = None,
         pin_memory: bool = False,
         return_keys: bool = False,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if num_workers < 0 or val_batches < 0:
@@ -91,7 +100,6 @@ class ShardDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
-        self.shuffle_buffer = shuffle_buffer
         self.epochs = epochs
         self.val_batches = val_batches
         self.pin_memory = pin_memory
@@ -99,9 +107,14 @@ class ShardDataModule(L.LightningDataModule):
         self.encoder_paths = encoders
         self.encoders = Encoders(video=video_vae, audio=audio_vae, text=text_encoder)
         self._encoders_loaded = encoders is None
+        self.cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "ovi_pl_shards")
         self.skipped_samples = 0  # on this rank, bad samples passed over so far
-        self.consumed_batches = 0  # per rank, restored on resume
+        # Where this run's training stream started: (global batches consumed, this rank's processed
+        # batches) then; set from the checkpoint on resume.
+        self._start = (0, 0)
         self._restored: dict[str, Any] | None = None
+        self._indexes: dict[tuple[str, ...], SampleIndex] = {}
+        self._train: ShardBatchStream | None = None
 
     # -- loaders ----------------------------------------------------------------------------
     def _rank_world(self) -> tuple[int, int]:
@@ -109,15 +122,23 @@ class ShardDataModule(L.LightningDataModule):
         sampler = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         return (sampler["rank"], sampler["num_replicas"]) if sampler else (0, 1)
 
+    def index(self, urls: list[str]) -> SampleIndex:
+        """The sample index of a shard set, built on first use (reads tar headers and json)."""
+        key = tuple(urls)
+        if key not in self._indexes:
+            self._indexes[key] = build_index(urls, self.sample_config, self.cache_dir)
+        return self._indexes[key]
+
     def train_stream(self, rank: int | None = None, world_size: int | None = None) -> ShardBatchStream:
         """This rank's training stream, resuming at the restored position."""
         own_rank, own_world = self._rank_world()
         rank, world_size = (own_rank if rank is None else rank), (own_world if world_size is None else world_size)
-        consumed = self._resume_point(world_size)
-        return ShardBatchStream(
-            self.train_urls, self.sample_config, self.batch_size, seed=self.seed, rank=rank, world_size=world_size,
-            shuffle=True, shuffle_buffer=self.shuffle_buffer, epochs=self.epochs, consumed_batches=consumed,
+        self._resume()
+        self._train = ShardBatchStream(
+            self.index(self.train_urls), self.sample_config, self.batch_size, seed=self.seed, rank=rank,
+            world_size=world_size, shuffle=True, epochs=self.epochs, start=self._start[0],
         )
+        return self._train
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_stream(), self.num_workers)
@@ -129,8 +150,8 @@ class ShardDataModule(L.LightningDataModule):
         # Fixed order, endless and cut to val_batches, so every rank runs the same number of
         # forward passes (FSDP gathers weights collectively) and each validation sees the same batches.
         stream = ShardBatchStream(
-            self.val_urls, self.sample_config, self.batch_size, seed=self.seed, rank=rank, world_size=world,
-            shuffle=False, epochs=None, limit=self.val_batches,
+            self.index(self.val_urls), self.sample_config, self.batch_size, seed=self.seed, rank=rank,
+            world_size=world, shuffle=False, epochs=None, limit=self.val_batches,
         )
         return self._loader(stream, 0)
 
@@ -143,34 +164,34 @@ class ShardDataModule(L.LightningDataModule):
         world = self._rank_world()[1]
         # `processed`, not `completed`: checkpoints are written from the end-of-batch hooks, before
         # the current batch counts as completed.
-        done = trainer.fit_loop.epoch_loop.batch_progress.total.processed if trainer is not None else self.consumed_batches
-        return {
-            "batches_per_rank": int(done),
-            "samples_consumed": int(done) * self.batch_size * world,  # at most; last batches of an epoch are partial
-            "world_size": world, "num_workers": self.num_workers, "batch_size": self.batch_size, "seed": self.seed,
-            "skipped_samples": self.skipped_samples,
-        }
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.total.processed) if trainer is not None else 0
+        start, start_done = self._start
+        position = start + (done - start_done) * world
+        if self._train is not None and self._train.total_batches is not None:
+            position = min(position, self._train.total_batches)  # a finite stream replayed by another trainer epoch
+        return {"global_batches": position, "batches_per_rank": done, "world_size": world,
+                "batch_size": self.batch_size, "seed": self.seed, "skipped_samples": self.skipped_samples}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._restored = dict(state)
         self.skipped_samples = int(state.get("skipped_samples", 0))
 
-    def _resume_point(self, world_size: int) -> int:
+    def _resume(self) -> None:
+        """Take the position from a restored checkpoint, once."""
         if self._restored is None:
-            return self.consumed_batches
-        saved = self._restored
-        now = {"world_size": world_size, "num_workers": self.num_workers, "batch_size": self.batch_size,
-               "seed": self.seed}
-        changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+            return
+        saved, self._restored = self._restored, None
+        done = int(saved["batches_per_rank"])
+        changed = {k: (saved.get(k), getattr(self, k)) for k in _ORDER_FIELDS if saved.get(k) != getattr(self, k)}
         if changed:
-            # The stream is a function of these; another value deals different shards to each stream.
+            # Another batch size or seed is another order; a position in the old one means nothing in it.
             log.warning("data position not restored: %s changed since the checkpoint (saved, now); the data "
                         "order starts again from the beginning", changed)
-            self.consumed_batches = 0
-        else:
-            self.consumed_batches = int(saved["batches_per_rank"])
-        self._restored = None
-        return self.consumed_batches
+            self._start = (0, done)
+            return
+        # Checkpoints from before the global order hold per-rank batches only: continue after as many
+        # global batches of this order.
+        self._start = (int(saved.get("global_batches", done * int(saved["world_size"]))), done)
 
     # -- device-side finishing ------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -188,6 +209,9 @@ class ShardDataModule(L.LightningDataModule):
             self._log_skipped()
         if not self.return_keys:
             batch.pop("keys", None)
+        for key in _FLOAT_KEYS:
+            if key in batch and batch[key].dtype != torch.float32:
+                batch[key] = batch[key].float()
         if "frames" in batch or "waveform" in batch or "captions" in batch:
             self.setup("fit")
             batch = self.encode_raw(batch)

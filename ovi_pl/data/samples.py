@@ -149,4 +149,4 @@ def _load_npy(sample: TarSample, name: str) -> Tensor:
         raise BadSampleError(f"member .{name} does not load: {exc}") from exc
     if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
         raise BadSampleError(f"member .{name} is not a finite float array")
-    return torch.from_numpy(array.astype(np.float32, copy=False))
+    return torch.from_numpy(array)  # in its stored precision; float32 on the training device

@@ -8,7 +8,10 @@ fsspec backend is installed.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from typing import IO
 from urllib.parse import urlparse
@@ -91,3 +94,21 @@ def open_shard(url: str) -> IO[bytes]:
     import fsspec
 
     return fsspec.open(url, "rb").open()
+
+
+def cached_local_copy(url: str, cache_dir: str) -> str:
+    """A local file holding the shard at `url`, downloaded once into `cache_dir` (named by a hash of
+    the URL, so ranks and runs on one machine share it; delete the folder to fetch shards again)."""
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, hashlib.sha256(url.encode()).hexdigest()[:32] + ".tar")
+    if not os.path.exists(path):
+        # Written under a temporary name and renamed, so a reader never sees half a shard.
+        fd, part = tempfile.mkstemp(dir=cache_dir, suffix=".part")
+        try:
+            with open_shard(url) as source, os.fdopen(fd, "wb") as sink:
+                shutil.copyfileobj(source, sink, length=1 << 22)
+            os.replace(part, path)
+        finally:
+            if os.path.exists(part):
+                os.unlink(part)
+    return path
