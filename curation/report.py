@@ -10,8 +10,8 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 from .keys import display_name
 from .stage import KEPT, STAGE_TIME, Row
@@ -170,11 +170,11 @@ PAGE_SIZE = 100
 # Record columns the clip pages show; scores are every `score_*` column.
 _PAGE_COLUMNS = ("uri", "key", "record_type", "clip_index", "start_s", "end_s", "status", "stage", "reason", "detail",
                  "error_type", "error", "sync_method", "sync_verified", "shard")
-_STYLE = """<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}td,th{border:1px solid #ccc;
-padding:2px 6px;text-align:left}.clip{display:flex;gap:10px;margin:6px 0;padding:4px;border-left:6px solid #2a2}
-.clip.rejected{border-color:#c22}.clip.quarantined{border-color:#c80}.clip img{height:%dpx}.none{width:100px;
-height:%dpx;background:#eee;color:#777;font-size:small;display:flex;align-items:center;justify-content:center}
-.meta{font-size:small}.why{color:#a00}</style>""" % (STRIP_HEIGHT, STRIP_HEIGHT)
+_STYLE = f"""<style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse}}td,th{{border:1px solid
+#ccc;padding:2px 6px;text-align:left}}.clip{{display:flex;gap:10px;margin:6px 0;padding:4px;border-left:6px solid #2a2}}
+.clip.rejected{{border-color:#c22}}.clip.quarantined{{border-color:#c80}}.clip img{{height:{STRIP_HEIGHT}px}}
+.none{{width:100px;height:{STRIP_HEIGHT}px;background:#eee;color:#777;font-size:small;display:flex;align-items:center;
+justify-content:center}}.meta{{font-size:small}}.why{{color:#a00}}</style>"""
 
 
 def write_report(accounting: RunAccounting, report_dir: Path, thresholds: dict[str, float]) -> dict[str, Any]:
@@ -309,7 +309,7 @@ class _ClipPages:
         title = html.escape(series)
         (self.dir / f"{slug}-{n:04d}.html").write_text(
             f'<!doctype html><html><head><meta charset="utf-8"><title>{title} ({n}/{total})</title>{_STYLE}</head>'
-            f"<body><h1>{title}: {self.sizes[series]} records</h1><p>{nav}</p>{''.join(self.buffers[series])}"
+            f"<body><h1>{title}: {self.sizes[series]} record{'s' if self.sizes[series] != 1 else ''}</h1><p>{nav}</p>{''.join(self.buffers[series])}"
             f"<p>{nav}</p></body></html>")
         self.buffers[series] = []
 

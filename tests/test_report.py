@@ -32,8 +32,8 @@ from curation.thumbnails import STRIP_FRAMES, STRIP_HEIGHT
 from curation.writer import Markers
 
 sys.path.insert(0, str(Path(__file__).parent))
-from curation_media import make_synthetic_media  # noqa: E402
-from mlflow_ui import CHROMIUM, rendered_dom  # noqa: E402
+from curation_media import make_synthetic_media
+from mlflow_ui import CHROMIUM, rendered_dom
 
 CAPTION = "A colourful test pattern. <AUDCAP>A steady tone.<ENDAUDCAP>"
 
@@ -120,7 +120,7 @@ def test_pages_split_a_series_and_hold_each_record_once(tmp_path: Path) -> None:
 def test_chromium_shows_a_rejected_input_with_its_reason_and_its_thumbnail(run: dict) -> None:
     root: Path = run["root"]
     index = rendered_dom((run["out"] / "report/index.html").as_uri())
-    links = dict((name, href) for href, name in re.findall(r'<a href="(pages/[^"]+)">([^<]+)</a>', index))
+    links = {name: href for href, name in re.findall(r'<a href="(pages/[^"]+)">([^<]+)</a>', index)}
     assert {"kept", "motion: static", "probe: not_media"} <= set(links), index[-3000:]
     # The input the probe rejected is named, with its reason and what to do.
     probe_page = rendered_dom((run["out"] / "report" / links["probe: not_media"]).as_uri())
@@ -145,7 +145,7 @@ frame.onload = () => {{
             dom = rendered_dom(f"http://127.0.0.1:{server.server_address[1]}/probe.html")
         finally:
             server.shutdown()
-    found = re.search(r'<pre id="result">(.*?)</pre>', dom, re.S)
+    found = re.search(r'<pre id="result">(.*?)</pre>', dom, re.DOTALL)
     assert found and found.group(1), dom[-2000:]
     result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<"))
     assert str(run["media"]["static"]) in result["text"] and "rejected by motion: static" in result["text"]
@@ -154,5 +154,5 @@ frame.onload = () => {{
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:  # the base class's argument names
         pass
