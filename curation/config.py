@@ -31,6 +31,10 @@ class RayConfig(_Section):
     num_cpus: _PosInt | None = Field(None, description="CPUs of the in-process cluster; None: all of this machine")
     # Interpreter of the second environment, for stages with environment="models" (README "Environments").
     models_python: Path = Path(".venv-models/bin/python")
+    # A run in which no stage takes or hands on a row for this long fails, naming the stages it waits on
+    # (Ray Data's no-progress guard). It must exceed the longest single batch: scenes on the longest source,
+    # a model stage's setup. None: wait forever.
+    stall_timeout_s: _PosFloat | None = 1800.0
 
 
 class InputsConfig(_Section):
@@ -56,6 +60,11 @@ class OutputConfig(_Section):
     shard_max_samples: _PosInt = 256
     # ~1 GB tars stream well from object storage; whichever limit is hit first closes a shard.
     shard_max_bytes: _PosInt = 1_000_000_000
+    # A shard open this long is written though not full, so a slow run commits its finished inputs
+    # (and a killed one loses at most this much work). Checked as rows arrive.
+    shard_max_wait_s: _PosFloat = 600.0
+    # Seconds between progress lines (per stage and per run) in the log.
+    progress_interval_s: _PosFloat = 30.0
 
 
 class ClipConfig(_Section):

@@ -1,21 +1,32 @@
-"""From config to shards: build the stage list, run it on Ray Data, write shards, markers and the report."""
+"""From config to shards: build the stage list, run it on Ray Data, have shards written, commit markers.
+
+The driver / worker split, in one place (`_execute`):
+- workers run the stages (Ray Data tasks and actor pools) and write the shards (`write_shard` tasks);
+- the driver streams the finished rows' metadata out of Ray Data, plans which samples go into which
+  shard (`OutputCollector`, `ShardPlanner`), submits each full shard to a worker, and when a shard is
+  in place commits the markers of the inputs it completes. It never reads a clip's bytes.
+Before any work it checks that the stages fit on the cluster (`cluster.check_stages_fit`); while the
+run goes it logs progress (`progress.py`) to the console and to `output.dir/run.log`.
+"""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pickle
 import shutil
-import sys
+import socket
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
-from .config import REPO_ROOT, CurationConfig
-from .keys import source_prefix
-from .report import RunAccounting, make_record, write_manifest, write_report
+from .cluster import check_stages_fit, init_ray
+from .collector import OutputCollector, RunPaths
+from .config import CurationConfig
+from .progress import ProgressReporter, StageCounters, describe_stages, eta, stuck_stages
+from .report import RunAccounting, write_manifest, write_report
 from .runner import add_stage, decode_rows
-from .stage import KEPT, QUARANTINED, Row, Stage
+from .stage import Row, Stage
 from .stages.aesthetic import AestheticFilterStage
 from .stages.captions import CaptionStage
 from .stages.speech import AudioSegmentsStage, TranscribeStage, VoiceActivityStage
@@ -29,46 +40,31 @@ from .stages.probe import ProbeInputs
 from .stages.scenes import CutClips
 from .stages.transcode import TranscodeClips
 from .stages.volume import VolumeFilterStage
-from .writer import Markers, ShardWriter
+from .writer import ShardSpec, WrittenShard, write_shard
+
+log = logging.getLogger("curation")
+
+# The config section that sizes each actor pool, for the message when the pools do not fit the cluster.
+POOL_SETTINGS = {AestheticFilterStage.name: "filters.aesthetic", TranscribeStage.name: "speech.asr",
+                 SyncNetFilterStage.name: "filters.syncnet", CaptionStage.name: "captions"}
 
 
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-
-    @property
-    def shards(self) -> Path:
-        return self.root / "shards"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "_state"
-
-    @property
-    def work(self) -> Path:
-        return self.root / "_work"
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "manifest.parquet"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
+class PipelineStalledError(RuntimeError):
+    """No stage took or handed on a row for `ray.stall_timeout_s`."""
 
 
 def build_stages(config: CurationConfig, paths: RunPaths) -> list[Stage]:
     """The stages in order, cheap per-input checks first so expensive work only sees survivors."""
     f = config.filters
-    stages: list[Stage] = [ProbeInputs(config.probe, str(paths.work / "downloads"))]
+    stages: list[Stage] = [ProbeInputs(config.probe, str(paths.downloads))]
     # Audio-only segments come from the whole source before it is cut into clips (so they follow its
     # speech and reach 12 s) and before the video filters, which do not apply to them. Their flacs go
     # next to the clips so the same cleanup (start of run, shard close) covers them.
     if config.speech.audio_segments.enabled:
-        stages.append(AudioSegmentsStage(config.speech.audio_segments, config.speech.vad, str(paths.work / "clips")))
+        stages.append(AudioSegmentsStage(config.speech.audio_segments, config.speech.vad, str(paths.clips)))
     if f.area.enabled:
         stages.append(AreaFilterStage(f.area))
-    stages += [CutClips(config.scenes, config.clip), TranscodeClips(config.transcode, config.clip, str(paths.work / "clips"))]
+    stages += [CutClips(config.scenes, config.clip), TranscodeClips(config.transcode, config.clip, str(paths.clips))]
     if f.volume.enabled:
         stages.append(VolumeFilterStage(f.volume))
     if f.motion.enabled:
@@ -102,199 +98,49 @@ def discover(config: CurationConfig) -> list[Row]:
     return DiscoverInputs(config.inputs.extensions, strict=True).process_batch(specs)
 
 
-# Rows written to shards: clips (audio_video) and audio-only segments of their sources.
-_SAMPLE_TYPES = ("clip", "audio_clip")
-
-
-@dataclass
-class _InputProgress:
-    """What of one input has arrived. Rows come back in any order (each travels as its own block):
-    the input is complete when all `num_clips` clip rows (or its one input row) are in, and as many
-    audio-only segment rows as the audio_segments stage announced on it (`num_audio_segments`,
-    carried by every clip cut from it)."""
-
-    uri: str
-    expected: int | None = None      # clip rows (or 1 for an input-level row)
-    main_rows: int = 0
-    segments_announced: int = 0
-    segments_arrived: int = 0
-    records: list[dict[str, Any]] = field(default_factory=list)
-    open_keys: set[str] = field(default_factory=set)
-
-    def add(self, row: Row) -> None:
-        if row.get("record_type") == "audio_clip":
-            self.segments_arrived += 1
-            return
-        self.expected = row.get("num_clips", 1) if row.get("record_type") == "clip" else 1
-        self.main_rows += 1
-        self.segments_announced = max(self.segments_announced, int(row.get("num_audio_segments") or 0))
-
-    def complete(self) -> bool:
-        if self.expected is None or self.main_rows < self.expected or self.open_keys:
-            return False
-        return self.segments_arrived >= self.segments_announced
-
-
-class OutputCollector:
-    """Driver side: turns finished rows into shard samples, records and completion markers."""
-
-    def __init__(self, paths: RunPaths, config: CurationConfig, total_inputs: int, log: Any = print):
-        self.paths = paths
-        self.writer = ShardWriter(paths.shards, config.output.shard_max_samples, config.output.shard_max_bytes)
-        self.markers = Markers(paths.state)
-        self.inputs: dict[str, _InputProgress] = {}
-        self.key_owner: dict[str, str] = {}
-        self.total = total_inputs
-        self.finished = 0
-        self.log = log
-        self.clips_dir = paths.work / "clips"
-        self.downloads: dict[str, Path] = {}  # input_id -> its local copy (fsspec inputs), removed when done
-
-    def add(self, row: Row) -> None:
-        progress = self.inputs.setdefault(row["input_id"], _InputProgress(row["uri"]))
-        progress.add(row)
-        if row.get("path") and Path(row["path"]).parent == self.paths.work / "downloads":
-            self.downloads[row["input_id"]] = Path(row["path"])
-        record = make_record(row)
-        progress.records.append(record)
-        closed: list[tuple[str, list[str]]] = []
-        if row.get("status") == KEPT and row.get("record_type") in _SAMPLE_TYPES:
-            key = row["key"]
-            if key in self.writer.written:  # written by a run that died before this input's marker
-                record["shard"] = self.writer.written[key]
-                _remove_work_files(row)
-            else:
-                self.key_owner[key] = row["input_id"]
-                progress.open_keys.add(key)
-                members: dict[str, bytes | Path] = {"json": row["sample_json"].encode()}
-                if row["record_type"] == "clip":
-                    members["mp4"] = Path(row["mp4_path"])
-                members["flac"] = Path(row["flac_path"])
-                closed = self.writer.add(key, members)
-        elif row.get("record_type") in _SAMPLE_TYPES:
-            # Not kept, whichever stage said so (a quarantined row may not name its files): nothing may stay.
-            _remove_work_files(row, self.clips_dir)
-        elif row.get("status") == QUARANTINED:
-            # An input-level stage that writes files (audio_segments) failed part-way: its keys share a prefix.
-            for stale in self.clips_dir.glob(f"{source_prefix(row['uri'])}-*"):
-                stale.unlink(missing_ok=True)
-        self._on_closed(closed)
-        self._maybe_done(row["input_id"])
-
-    def finish(self) -> None:
-        self._on_closed(self.writer.finish())
-        for input_id in list(self.inputs):
-            self._maybe_done(input_id)
-        unfinished = [p.uri for p in self.inputs.values()]
-        if unfinished:
-            raise RuntimeError(f"{len(unfinished)} inputs did not finish (rows missing from the pipeline): "
-                               f"{unfinished[:5]}; rerun to resume them")
-
-    def _on_closed(self, closed: list[tuple[str, list[str]]]) -> None:
-        for name, keys in closed:
-            for key in keys:
-                owner = self.inputs.get(self.key_owner.pop(key, ""))
-                if owner is None:
-                    continue
-                owner.open_keys.discard(key)
-                for record in owner.records:
-                    if record.get("key") == key:
-                        record["shard"] = name
-                        _remove_work_files({"mp4_path": self.paths.work / "clips" / f"{key}.mp4",
-                                            "flac_path": self.paths.work / "clips" / f"{key}.flac"})
-            for input_id in {r for r in list(self.inputs)}:
-                self._maybe_done(input_id)
-
-    def _maybe_done(self, input_id: str) -> None:
-        progress = self.inputs.get(input_id)
-        if progress is None or not progress.complete():
-            return
-        self.markers.write(input_id, progress.uri, progress.records)
-        del self.inputs[input_id]
-        download = self.downloads.pop(input_id, None)
-        if download is not None:
-            download.unlink(missing_ok=True)
-        self.finished += 1
-        kept = sum(r["status"] == KEPT and r.get("record_type") != "audio_clip" for r in progress.records)
-        audio = sum(r["status"] == KEPT and r.get("record_type") == "audio_clip" for r in progress.records)
-        reasons = sorted({f"{r['stage']}:{r['reason']}" for r in progress.records if r["status"] != KEPT})
-        self.log(f"[curation] input {self.finished}/{self.total} done: {progress.uri} -> {kept} kept"
-                 + (f" (+{audio} audio segments)" if audio else "")
-                 + (f", not kept: {', '.join(reasons)}" if reasons else ""))
-
-
-def _remove_work_files(row: Row, clips_dir: Path | None = None) -> None:
-    """Delete a sample row's work files: those it names and, given `clips_dir`, those its key names there."""
-    for name in ("mp4_path", "flac_path"):
-        if row.get(name):
-            Path(row[name]).unlink(missing_ok=True)
-    if clips_dir is not None and row.get("key"):
-        for suffix in (".mp4", ".flac"):
-            (clips_dir / f"{row['key']}{suffix}").unlink(missing_ok=True)
-
-
-def init_ray(config: CurationConfig) -> None:
-    """Connect to the cluster the config or RAY_ADDRESS names, or start an in-process one."""
-    import secrets
-
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = config.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        # Under `ray job submit` the job's runtime_env (working_dir) already applies to this driver.
-        ray.init(address=address)
-        return
-    # Workers of a local cluster inherit this environment; the repo root on PYTHONPATH lets them
-    # unpickle the stages when run.py was started as a script rather than an installed package.
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    # With no auth configured, Ray starts a new cluster with token auth and saves a fresh token to
-    # ~/.ray/auth_token. That file outlives this private cluster and turns token auth on for every
-    # later `ray start --head` of the user, while `ray job submit` only sends a token under
-    # RAY_AUTH_MODE=token: the README's commands then fail with "Missing authentication token".
-    # A token of its own in the environment (the cluster's processes inherit it) keeps this cluster
-    # behind token auth and leaves nothing in the home directory. Auth the user set up is left alone.
-    if not any(os.environ.get(v) for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    # address="local": never attach to some other cluster on this machine that `ray start` left running.
-    ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False)
-
-
-def run(config: CurationConfig, log: Any = print) -> dict[str, Any]:
-    """Run the pipeline; return the summary. Safe to rerun on the same output dir: it resumes."""
+def run(config: CurationConfig) -> dict[str, Any]:
+    """Run the pipeline; return the summary. Safe to rerun on the same output dir: it resumes.
+    Logs to the `curation` logger and to `output.dir/run.log`."""
     t0 = time.time()
     paths = RunPaths(config.output.dir.resolve())
     inputs = discover(config)  # before anything is written: a missing input path fails an untouched output dir
     # Clips a killed run left half-transcoded; their inputs have no marker and are redone.
-    shutil.rmtree(paths.work / "clips", ignore_errors=True)
+    shutil.rmtree(paths.clips, ignore_errors=True)
     for p in (paths.shards, paths.state, paths.work):
         p.mkdir(parents=True, exist_ok=True)
-    _check_config_unchanged(config, paths)
-    collector = OutputCollector(paths, config, len(inputs), log)
-    done = collector.markers.done_ids()
-    todo = [r for r in inputs if r["input_id"] not in done]
-    log(f"[curation] {len(inputs)} inputs, {len(inputs) - len(todo)} already done, {len(todo)} to process; "
-        f"output {paths.root}")
-    collector.total = len(todo)
-    if todo:
-        _execute(config, paths, todo, collector, log)
-    # Two passes over the markers (counts and column types, then the parquet), so the driver's
-    # memory does not grow with the number of clips.
-    accounting = RunAccounting()
-    for record in collector.markers.records():
-        accounting.add(record)
-    write_manifest(collector.markers.records(), accounting.manifest_schema(), paths.manifest)
-    summary = write_report(accounting, paths.report, _thresholds(config))
-    summary["seconds"] = round(time.time() - t0, 1)
-    summary["shards"] = len(list(paths.shards.glob("shard-*.tar")))
-    _print_counts(summary, paths, log)
+    with _run_log(paths):
+        _check_config_unchanged(config, paths)
+        collector = OutputCollector(paths, config, total_inputs=0)
+        done = collector.markers.done_ids()
+        todo = [r for r in inputs if r["input_id"] not in done]
+        log.info(f"{len(inputs)} inputs, {len(inputs) - len(todo)} already done, {len(todo)} to process; "
+                 f"output {paths.root} (driver pid {os.getpid()} on {socket.gethostname()})")
+        collector.total = len(todo)
+        if todo:
+            _execute(config, paths, todo, collector)
+        # Two passes over the markers (counts and column types, then the parquet), so the driver's
+        # memory does not grow with the number of clips.
+        accounting = RunAccounting()
+        for record in collector.markers.records():
+            accounting.add(record)
+        write_manifest(collector.markers.records(), accounting.manifest_schema(), paths.manifest)
+        summary = write_report(accounting, paths.report, _thresholds(config))
+        summary["seconds"] = round(time.time() - t0, 1)
+        summary["shards"] = len(list(paths.shards.glob("shard-*.tar")))
+        _log_counts(summary, paths)
     return summary
 
 
-def stream_rows(rows: list[Row], stages: list[Stage], models_python: str | None = None) -> Iterator[Row]:
-    """Run `stages` over `rows` on Ray Data (Ray must be initialised); yield rows as they finish."""
+def stream_rows(rows: list[Row], stages: list[Stage], models_python: str | None = None, counters: Any = None,
+                stall_timeout_s: float | None = None) -> Iterator[Row]:
+    """Run `stages` over `rows` on Ray Data (Ray must be initialised); yield rows as they finish.
+
+    `counters` (a StageCounters actor) gets each batch's counts. With `stall_timeout_s` (-1: never),
+    a run in which nothing moves for that long raises PipelineStalledError naming the stages it waits on.
+    """
+    import ray
     import ray.data
+    from ray.data.exceptions import ExecutionTimeoutError
 
     # from_items packs the inputs into a few blocks: one block each would cost the driver about 1 ms per input
     # before any work starts (25 s at 20k inputs). Splitting them as they stream gives each input its own
@@ -302,32 +148,135 @@ def stream_rows(rows: list[Row], stages: list[Stage], models_python: str | None 
     ds = ray.data.from_items([{"row": pickle.dumps(r, protocol=5)} for r in rows])
     ds = ds.repartition(target_num_rows_per_block=1)
     for stage in stages:
-        ds = add_stage(ds, stage, models_python)
+        ds = add_stage(ds, stage, models_python, counters)
         if stage.fans_out:
             # A long source yields many clips in one block; one clip per block lets the next stages fan out.
             ds = ds.repartition(target_num_rows_per_block=1)
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        yield from decode_rows(batch)
+    if stall_timeout_s is not None:  # this dataset's own setting; the process-wide default stays as it is
+        ds.context.execution_no_progress_timeout_s = stall_timeout_s
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield from decode_rows(batch)
+    except ExecutionTimeoutError as exc:
+        where = stuck_stages([s.name for s in stages], ray.get(counters.snapshot.remote()), len(rows)) \
+            if counters is not None else str(exc)
+        raise PipelineStalledError(
+            f"no stage took or handed on a row for {stall_timeout_s:g} s; waiting on: {where}. A stage this "
+            "slow on purpose (a long source, a model loading) needs a larger ray.stall_timeout_s; a stage "
+            "waiting for CPUs or GPUs needs a bigger cluster (ray.num_cpus) or smaller actor pools") from None
 
 
-def _execute(config: CurationConfig, paths: RunPaths, todo: list[Row], collector: OutputCollector, log: Any) -> None:
+def _execute(config: CurationConfig, paths: RunPaths, todo: list[Row], collector: OutputCollector) -> None:
+    """Run the stages over `todo` and hand each finished row to the collector; shards it fills are written
+    by Ray tasks, and each written shard goes back to the collector, which commits the inputs it completes."""
+    import ray
+
     stages = build_stages(config, paths)
     init_ray(config)
+    check_stages_fit(stages, ray.cluster_resources(), POOL_SETTINGS)
     for stage in stages:
-        log(f"[curation] stage {stage.describe()}")
-    for row in stream_rows(todo, stages, str(config.models_python())):
-        collector.add(row)
-    collector.finish()
+        log.info(f"stage {stage.describe()}")
+    counters = ray.remote(num_cpus=0)(StageCounters).remote()
+    writes = _ShardWrites(paths, config.ray.stall_timeout_s)
+    started = time.monotonic()
+
+    def progress_line() -> str:
+        elapsed = time.monotonic() - started
+        stage_counts = ray.get(counters.snapshot.remote(), timeout=30)
+        return (f"progress: inputs {collector.finished}/{collector.total} finished "
+                f"({eta(collector.finished, collector.total, elapsed)}), {collector.committed} committed, "
+                f"{collector.kept} samples kept, {writes.written} shards written | "
+                + " | ".join(describe_stages([s.name for s in stages], stage_counts, len(todo), elapsed)))
+
+    with ProgressReporter(config.output.progress_interval_s, progress_line):
+        rows = stream_rows(todo, stages, str(config.models_python()), counters, config.ray.stall_timeout_s or -1)
+        for row in rows:
+            full = collector.add(row)
+            if collector.planner.open_for() > config.output.shard_max_wait_s:
+                full += collector.flush()
+            writes.submit(full)
+            for shard in writes.finished():
+                collector.shard_written(shard)
+        writes.submit(collector.flush())
+        for shard in writes.finished(wait=True):
+            collector.shard_written(shard)
+    collector.check_all_committed()
+
+
+class _ShardWrites:
+    """Shard writes in flight as Ray tasks (`writer.write_shard`)."""
+
+    def __init__(self, paths: RunPaths, stall_timeout_s: float | None):
+        import ray
+
+        self.shards_dir = str(paths.shards)
+        self.stall_timeout_s = stall_timeout_s
+        # No CPU reserved: a write is I/O (read the work files, write one tar) and must not queue behind the
+        # stages' tasks, which would hold back every marker. SPREAD: writes go out to every node's disk and
+        # network rather than piling onto the driver's node.
+        self.task = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(write_shard)
+        self.pending: dict[Any, str] = {}  # object ref -> shard name
+        self.written = 0
+
+    def submit(self, specs: list[ShardSpec]) -> None:
+        for spec in specs:
+            self.pending[self.task.remote(self.shards_dir, spec)] = spec.name
+
+    def finished(self, wait: bool = False) -> Iterator[WrittenShard]:
+        """The writes done by now (with `wait`, all of them)."""
+        import ray
+
+        while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1 if wait else len(self.pending),
+                                timeout=self.stall_timeout_s if wait else 0)
+            if not ready and wait:
+                raise PipelineStalledError(f"no shard write finished for {self.stall_timeout_s:g} s "
+                                           f"(ray.stall_timeout_s); waiting on {sorted(self.pending.values())}")
+            if not ready:
+                return
+            for ref in ready:
+                name = self.pending.pop(ref)
+                try:
+                    shard: WrittenShard = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    raise RuntimeError(f"writing {name} in {self.shards_dir} failed ({exc}); the inputs in it "
+                                       "have no marker and are redone when the run is started again") from exc
+                self.written += 1
+                log.debug(f"{shard.name}: {len(shard.keys)} samples, written on {shard.host} (pid {shard.pid})")
+                yield shard
+
+
+@contextlib.contextmanager
+def _run_log(paths: RunPaths) -> Iterator[None]:
+    """Log to `output.dir/run.log` (appended to by each run and resume) for the duration of a run."""
+    handler = logging.FileHandler(paths.log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    level = log.level
+    if log.getEffectiveLevel() > logging.DEBUG:
+        log.setLevel(logging.DEBUG)  # the file gets everything; console handlers keep their own levels
+    log.addHandler(handler)
+    try:
+        yield
+    except Exception:
+        log.exception("run failed")
+        raise
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        log.setLevel(level)
 
 
 def _check_config_unchanged(config: CurationConfig, paths: RunPaths) -> None:
     """Warn when resuming with different settings: finished inputs keep the old settings' results."""
     saved = paths.state / "config.json"
-    current = config.model_dump(mode="json", exclude={"ray"})
+    # Settings of how the run is operated, not of what it makes, may change between resumes.
+    current = config.model_dump(mode="json", exclude={"ray": True, "output": {"progress_interval_s": True,
+                                                                              "shard_max_wait_s": True}})
     if saved.exists():
         if json.loads(saved.read_text()) != current:
-            print(f"[curation] warning: config differs from the one {paths.root} was started with; finished inputs "
-                  "are not redone (use a new output.dir to apply new settings everywhere)", file=sys.stderr)
+            log.warning(f"config differs from the one {paths.root} was started with; finished inputs are not "
+                        "redone (use a new output.dir to apply new settings everywhere)")
     else:
         saved.write_text(json.dumps(current, indent=2))
 
@@ -338,14 +287,15 @@ def _thresholds(config: CurationConfig) -> dict[str, float]:
             "aesthetic": f.aesthetic.min_score}
 
 
-def _print_counts(summary: dict[str, Any], paths: RunPaths, log: Any) -> None:
+def _log_counts(summary: dict[str, Any], paths: RunPaths) -> None:
     audio = f"{summary['audio_segments']} audio segments, " if summary.get("audio_segments") else ""
-    log(f"[curation] finished in {summary['seconds']} s: {summary['inputs']} inputs, {summary['clips']} clips, "
-        f"{summary['kept']} kept, {summary['rejected']} rejected, {summary['quarantined']} quarantined, "
-        f"{audio}{summary['shards']} shards")
+    log.info(f"finished in {summary['seconds']} s: {summary['inputs']} inputs, {summary['clips']} clips, "
+             f"{summary['kept']} kept, {summary['rejected']} rejected, {summary['quarantined']} quarantined, "
+             f"{audio}{summary['shards']} shards")
     if summary["sync_methods"]:
         judged = ", ".join(f"{n} {m}" for m, n in summary["sync_methods"].items())
-        log(f"[curation] sync judged by: {judged}; {summary['kept_unverified']} kept clips unverified")
+        log.info(f"sync judged by: {judged}; {summary['kept_unverified']} kept clips unverified")
     for reason, count in summary["by_reason"].items():
-        log(f"[curation]   {count:6d}  {reason}")
-    log(f"[curation] shards: {paths.shards}  manifest: {paths.manifest}  report: {paths.report / 'index.html'}")
+        log.info(f"  {count:6d}  {reason}")
+    log.info(f"shards: {paths.shards}  manifest: {paths.manifest}  report: {paths.report / 'index.html'}  "
+             f"log: {paths.log}")

@@ -3,10 +3,12 @@
 Runs on an in-process Ray cluster unless RAY_ADDRESS is set or the config names `ray.address`;
 under `ray job submit --working-dir . -- python curation/run.py --config ...` it joins the
 job's cluster unchanged. Rerunning with the same config resumes where a killed run stopped.
+Progress and one line per finished input go to stdout and to `output.dir/run.log`.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from curation.pipeline import discover, run
+    from curation.cluster import ClusterTooSmallError
+    from curation.pipeline import PipelineStalledError, discover, run
     from curation.stages.discover import InputNotFoundError, missing_local_paths
 
     try:
@@ -41,11 +44,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"config OK; {len(inputs)} inputs")
             _print_discovery(inputs, config)
             return 0
-        run(config, log=lambda msg: print(msg, flush=True))
-    except InputNotFoundError as exc:
+        _log_to_stdout()
+        run(config)
+    except (InputNotFoundError, ClusterTooSmallError) as exc:  # found before any work: fix and rerun
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except PipelineStalledError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0  # quarantined inputs are in the report; they do not fail the run
+
+
+def _log_to_stdout() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[curation] %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("curation")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _print_discovery(inputs: list[dict], config) -> None:

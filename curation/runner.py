@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
+import uuid
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -69,33 +70,52 @@ def _checked(stage: Stage, out: Any) -> list[Row]:
     return out
 
 
-class StageTask:
-    """A stage as a Ray Data task function: stateless, setup once per worker process."""
+class _StageFn:
+    """A stage as a Ray Data UDF: setup once per worker process, then batches; each batch is reported
+    to the run's `StageCounters` actor (curation/progress.py) when one is given."""
 
-    def __init__(self, stage: Stage):
+    def __init__(self, stage: Stage, counters: Any = None):
         self.stage = stage
+        self.counters = counters
         self._ready = False
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if not self._ready:
             self.stage.setup()
             self._ready = True
-        return encode_rows(apply_stage(self.stage, decode_rows(batch)))
+        rows = decode_rows(batch)
+        batch_id = uuid.uuid4().hex
+        if self.counters is not None:
+            self.counters.started.remote(self.stage.name, batch_id)
+        out = apply_stage(self.stage, rows)
+        if self.counters is not None:
+            kept = sum(r.get("status", KEPT) == KEPT for r in out)
+            self.counters.finished.remote(self.stage.name, batch_id, len(rows), len(out), kept)
+        return encode_rows(out)
 
 
-class StageActor:
-    """A stage as a Ray Data actor: setup (model loading) once, then many batches."""
+class StageTask(_StageFn):
+    """A stage as Ray Data tasks: stateless, setup once per worker process."""
 
-    def __init__(self, stage: Stage):
-        self.stage = stage
+
+class StageActor(_StageFn):
+    """A stage as a Ray Data actor pool: setup (model loading) when the actor starts, then many batches."""
+
+    def __init__(self, stage: Stage, counters: Any = None):
+        super().__init__(stage, counters)
         self.stage.setup()
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return encode_rows(apply_stage(self.stage, decode_rows(batch)))
+        self._ready = True
 
 
-def add_stage(ds: Any, stage: Stage, models_python: str | None = None) -> Any:
-    """Append `stage` to a Ray Dataset: tasks for CPU stages, an actor pool for model stages."""
+def _named(cls: type[_StageFn], stage: Stage) -> type[_StageFn]:
+    """`cls` renamed after the stage: Ray Data names an operator after its UDF's class, so its progress
+    lines and errors say MapBatches(transcode) rather than MapBatches(StageTask)."""
+    return type(stage.name, (cls,), {"__module__": cls.__module__})
+
+
+def add_stage(ds: Any, stage: Stage, models_python: str | None = None, counters: Any = None) -> Any:
+    """Append `stage` to a Ray Dataset: tasks for CPU stages, an actor pool for model stages; `counters`
+    (a StageCounters actor handle) receives each batch's counts."""
     import ray.data
 
     res = stage.resources
@@ -112,7 +132,7 @@ def add_stage(ds: Any, stage: Stage, models_python: str | None = None) -> Any:
         # the driver and the other stages stay on the main environment.
         kwargs["runtime_env"] = {"py_executable": models_python}
     if res.actors:
-        return ds.map_batches(StageActor, fn_constructor_args=(stage,),
+        return ds.map_batches(_named(StageActor, stage), fn_constructor_args=(stage, counters),
                               compute=ray.data.ActorPoolStrategy(size=res.actors), **kwargs)
-    fn: Callable[[pa.Table], pa.Table] = StageTask(stage)
+    fn: Callable[[pa.Table], pa.Table] = _named(StageTask, stage)(stage, counters)
     return ds.map_batches(fn, **kwargs)

@@ -1,5 +1,10 @@
 """Shards and completion markers: the only files a run writes that a rerun trusts.
 
+Who writes what: the driver decides which samples go into which shard (`ShardPlanner`, names and
+sizes only) and writes the markers; a Ray worker writes each shard (`write_shard`), reading the
+transcoded clips from `output.dir/_work/clips` on the shared file system. No clip byte passes
+through the driver.
+
 Crash safety rests on three rules:
 - a shard is written under a temporary name and renamed (os.replace) when complete, so a
   `shard-*.tar` is always whole; temporaries left by a killed run are deleted at start;
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -37,17 +43,73 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class ShardSample:
+    """One sample as the driver hands it to a shard writer: its json text and the work files to pack."""
+
+    key: str
+    json: str
+    files: dict[str, str]  # extension -> path of a transcoded file under _work/clips
+
+    def members(self) -> dict[str, bytes | Path]:
+        return {"json": self.json.encode(), **{ext: Path(p) for ext, p in self.files.items()}}
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """A shard to write: its final name and its samples, in order."""
+
+    name: str
+    samples: tuple[ShardSample, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        return [s.key for s in self.samples]
+
+
+@dataclass(frozen=True)
+class WrittenShard:
+    """What a shard writer reports back: the shard, its keys, and where it was written (for the run log)."""
+
+    name: str
+    keys: list[str]
+    host: str
+    pid: int
+
+
+def write_shard(shards_dir: str, spec: ShardSpec) -> WrittenShard:
+    """Write `spec` as `shards_dir/spec.name` (runs on a Ray worker), then delete the work files it packed.
+
+    Safe to run again after a crash part-way: a shard already renamed into place is whole and is not
+    rewritten (its work files may be gone by then), and a half-written temporary is left for the next
+    run's start-up cleanup.
+    """
+    final = Path(shards_dir) / spec.name
+    if not final.exists():
+        tmp = final.with_name(f"{TMP_PREFIX}{spec.name}.{os.getpid()}")
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for sample in spec.samples:
+                add_sample(tar, sample.key, sample.members(), mtime=int(time.time()))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    for sample in spec.samples:
+        for path in sample.files.values():
+            Path(path).unlink(missing_ok=True)
+    return WrittenShard(spec.name, spec.keys, socket.gethostname(), os.getpid())
+
+
 @dataclass
 class _OpenShard:
     index: int
-    tmp_path: Path
-    tar: tarfile.TarFile
-    keys: list[str] = field(default_factory=list)
+    samples: list[ShardSample] = field(default_factory=list)
     bytes: int = 0
+    opened_at: float = field(default_factory=time.monotonic)
 
 
-class ShardWriter:
-    """Appends samples to `shard-NNNNNN.tar` files of at most `max_samples` samples / `max_bytes` bytes."""
+class ShardPlanner:
+    """Driver side: groups samples into `shard-NNNNNN.tar` specs of at most `max_samples` samples /
+    `max_bytes` bytes (sizes from the file system's metadata; the files are not read here)."""
 
     def __init__(self, shards_dir: Path, max_samples: int, max_bytes: int):
         self.dir = shards_dir
@@ -66,41 +128,42 @@ class ShardWriter:
                     self.written[key] = shard.name
         self.next_index = max(indices) + 1
         self.current: _OpenShard | None = None
+        self.planned: set[str] = set()  # keys in the open shard or in a shard being written
 
-    def add(self, key: str, members: dict[str, bytes | Path]) -> list[tuple[str, list[str]]]:
-        """Add one sample; return the shards this closed as (name, keys). A key already written is skipped."""
-        if key in self.written or (self.current is not None and key in self.current.keys):
+    def add(self, sample: ShardSample) -> list[ShardSpec]:
+        """Add one sample; return the shard this filled, if any. A key already planned or written is skipped."""
+        if sample.key in self.written or sample.key in self.planned:
             return []
         if self.current is None:
-            tmp = self.dir / f"{TMP_PREFIX}shard-{self.next_index:06d}.tar"
-            self.current = _OpenShard(self.next_index, tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT))
+            self.current = _OpenShard(self.next_index)
             self.next_index += 1
         shard = self.current
-        shard.bytes += add_sample(shard.tar, key, members, mtime=int(time.time()))
-        shard.keys.append(key)
-        if len(shard.keys) >= self.max_samples or shard.bytes >= self.max_bytes:
+        shard.samples.append(sample)
+        shard.bytes += len(sample.json.encode()) + sum(os.path.getsize(p) for p in sample.files.values())
+        self.planned.add(sample.key)
+        if len(shard.samples) >= self.max_samples or shard.bytes >= self.max_bytes:
             return [self.close()]
         return []
 
-    def close(self) -> tuple[str, list[str]]:
-        """Finish the open shard and give it its final name; return (name, keys)."""
-        shard = self.current
-        assert shard is not None, "no open shard"
-        shard.tar.close()
-        with open(shard.tmp_path, "rb") as f:
-            os.fsync(f.fileno())
-        name = f"shard-{shard.index:06d}.tar"
-        os.replace(shard.tmp_path, self.dir / name)
+    def close(self) -> ShardSpec:
+        """The open shard as a spec to write; the next sample opens a new one."""
+        assert self.current is not None, "no open shard"
+        spec = ShardSpec(f"shard-{self.current.index:06d}.tar", tuple(self.current.samples))
         self.current = None
+        return spec
+
+    def flush(self) -> list[ShardSpec]:
+        """The open shard, if it holds anything."""
+        return [self.close()] if self.current is not None and self.current.samples else []
+
+    def open_for(self) -> float:
+        """Seconds since the open shard got its first sample (0 with none open)."""
+        return time.monotonic() - self.current.opened_at if self.current is not None else 0.0
+
+    def written_as(self, shard: WrittenShard) -> None:
         for key in shard.keys:
-            self.written[key] = name
-        return name, shard.keys
-
-    def finish(self) -> list[tuple[str, list[str]]]:
-        return [self.close()] if self.current is not None and self.current.keys else []
-
-    def pending_keys(self) -> set[str]:
-        return set(self.current.keys) if self.current else set()
+            self.planned.discard(key)
+            self.written[key] = shard.name
 
 
 def _tar_keys(path: Path) -> set[str]:

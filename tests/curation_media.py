@@ -1,14 +1,20 @@
 """Small synthetic media for the curation tests, made with ffmpeg's lavfi sources (seconds to build)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import ray
 
 from curation.stage import Resources, Stage
+
+REPO = Path(__file__).resolve().parent.parent
 
 # name -> (ffmpeg input args, output args, what the pipeline should do with it)
 _SIZE = "192x144"  # 27,648 px: above the tests' min_area, far below the paper's 720*720
@@ -76,6 +82,26 @@ EXPECTED = {
 }
 
 
+@contextlib.contextmanager
+def local_ray_cluster() -> Iterator[None]:
+    """An in-process Ray cluster of 2 CPUs whose workers can import the test stages of this module."""
+    paths = (str(REPO), str(Path(__file__).parent), os.environ.get("PYTHONPATH"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+        ray.init(address="local", num_cpus=2, include_dashboard=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture
+def local_ray() -> Iterator[None]:
+    """`local_ray_cluster` for one test (gone before the next, e.g. one that starts its own cluster)."""
+    with local_ray_cluster():
+        yield
+
+
 # Stages for the Ray tests; defined here (not in the test module) so Ray workers, which get tests/
 # on PYTHONPATH, can import them.
 class WhereAmI(Stage):
@@ -98,3 +124,13 @@ class TaskOfEachRow(Stage):
 
     def process_batch(self, rows):
         return [{**r, "task_id": ray.get_runtime_context().get_task_id()} for r in rows]
+
+
+class Hang(Stage):
+    """Never finishes a batch in a test's time: stands for a hung decoder or model endpoint."""
+
+    name = "hang"
+
+    def process_batch(self, rows):
+        time.sleep(600)
+        return rows

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -33,7 +32,7 @@ from curation.stages.volume import SILENCE_DB, mean_volume_db
 from data_specs import validate_shards
 
 sys.path.insert(0, str(Path(__file__).parent))
-from curation_media import EXPECTED, make_synthetic_media  # noqa: E402
+from curation_media import EXPECTED, local_ray, make_synthetic_media  # noqa: E402,F401 (a fixture)
 from conftest import SAMPLE_CLIPS, models_python  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -333,18 +332,6 @@ def test_probe_copies_fsspec_urls_to_local_disk(tmp_path: Path) -> None:
     assert probed["probe"]["fps"] == 24 and probed["probe"]["has_audio"]
 
 
-@pytest.fixture
-def local_ray(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """An in-process Ray cluster whose workers can import the test stages in tests/curation_media.py."""
-    import ray
-
-    paths = (str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 def test_model_stage_runs_as_actor_pool_on_the_configured_interpreter(tmp_path: Path, local_ray: None) -> None:
     """environment="models" must reach Ray as runtime_env py_executable; a wrapper script proves which ran."""
     from curation.pipeline import stream_rows
@@ -396,7 +383,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def _config(inputs: dict, out: Path, **output: int) -> dict:
     return {"inputs": {"manifest": str(inputs["manifest"])},
-            "output": {"dir": str(out), **output},
+            "output": {"dir": str(out), "progress_interval_s": 2, **output},
             "ray": {"num_cpus": 2},
             "transcode": {"preset": "ultrafast"},
             # The synthetic media are 192x144; the real clips (1280x704, 1344x704) clear the paper's 720*720 anyway.
@@ -499,6 +486,22 @@ def test_report_and_printed_counts(full_run: dict) -> None:
 
 
 @needs_ffmpeg
+def test_run_log_has_a_line_per_input_and_progress_per_stage(full_run: dict, inputs: dict) -> None:
+    log = (full_run["out"] / "run.log").read_text()
+    finished = re.findall(r"input \d+/(\d+) finished: (\S+) -> (.*)", log)
+    assert sorted(uri for _, uri, _ in finished) == sorted({r["uri"] for r in full_run["records"]})
+    outcome = {uri: text for _, uri, text in finished}
+    assert outcome[str(inputs["media"]["static"])] == "no clip kept; rejected: motion: static"
+    assert outcome[str(inputs["media"]["two_scenes"])] == "kept 2 clips"
+    assert outcome[str(inputs["media"]["corrupt"])] == "no clip kept; rejected: probe: not_media"
+    progress = [line for line in log.splitlines() if "progress: inputs" in line]
+    assert progress, "progress_interval_s is 2 s and the run takes longer"
+    for stage in ("probe", "scenes", "transcode", "motion", "package"):
+        assert re.search(rf"\| {stage} \d+ rows, \d+ kept", progress[-1]), (stage, progress[-1])
+    assert "input 1/" in full_run["stdout"] and "progress: inputs" in full_run["stdout"]
+
+
+@needs_ffmpeg
 def test_rerun_of_a_finished_run_does_nothing(full_run: dict) -> None:
     before = sorted(p.name for p in (full_run["out"] / "shards").iterdir())
     proc = _run(full_run["cfg"], timeout=60)
@@ -530,6 +533,9 @@ def _end(procs: list[psutil.Process], grace_s: float = 3.0) -> None:
 
 @needs_ffmpeg
 def test_sigkill_then_rerun_gives_the_same_clips(full_run: dict, inputs: dict, tmp_path: Path) -> None:
+    """SIGKILL the driver as soon as a worker has renamed the first shard into place (its inputs' markers
+    may or may not be written yet), rerun: every kept clip is in exactly one shard, and no shard of either
+    run was written by a driver process."""
     out = tmp_path / "out"
     cfg = _write_yaml(tmp_path / "cfg.yaml", _config(inputs, out, shard_max_samples=1))
     done = out / "_state" / "done"
@@ -538,9 +544,9 @@ def test_sigkill_then_rerun_gives_the_same_clips(full_run: dict, inputs: dict, t
     cluster: list[psutil.Process] = []
     try:
         deadline = time.time() + 180
-        while not (done.is_dir() and any(done.glob("*.json"))):
-            assert driver.poll() is None, "the run ended before writing a completion marker"
-            assert time.time() < deadline, "no completion marker within 180 s"
+        while not list((out / "shards").glob("shard-*.tar")):
+            assert driver.poll() is None, "the run ended before writing a shard"
+            assert time.time() < deadline, "no shard within 180 s"
             cluster = _descendants(driver.pid) or cluster
             time.sleep(0.05)
         cluster = _descendants(driver.pid) or cluster
@@ -563,6 +569,11 @@ def test_sigkill_then_rerun_gives_the_same_clips(full_run: dict, inputs: dict, t
     assert validate_shards([out / "shards"]).ok
     records = pq.read_table(out / "manifest.parquet").to_pylist()
     assert len(records) == len(full_run["records"]) and not list((out / "shards").glob(".tmp-*"))
+    log = (out / "run.log").read_text()
+    drivers = set(re.findall(r"driver pid (\d+)", log))
+    writers = set(re.findall(r"written on \S+ \(pid (\d+)\)", log))
+    assert str(driver.pid) in drivers and len(drivers) == 2, "both runs log to one run.log"
+    assert writers and not writers & drivers, "shards are written by Ray workers, not the driver"
 
 
 def _dashboard_missing() -> str | None:

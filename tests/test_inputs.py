@@ -336,7 +336,7 @@ def test_collector_removes_work_files_of_rows_that_are_not_kept(tmp_path: Path) 
 
     paths = RunPaths(tmp_path / "out")
     config = CurationConfig.model_validate({"inputs": {"paths": ["x"]}})
-    collector = OutputCollector(paths, config, total_inputs=2, log=lambda *_: None)
+    collector = OutputCollector(paths, config, total_inputs=2)
     clips = paths.work / "clips"
     clips.mkdir(parents=True)
     for name in ("c-00000.mp4", "c-00000.flac", f"{audio_segment_key('/d/s.mp4', 0)}.flac", "other.flac"):

@@ -290,11 +290,16 @@ def test_collector_waits_for_children_that_arrive_before_their_parent(tmp_path: 
     announced on it (kept or rejected) are in and the shards holding them are closed."""
     from curation.config import CurationConfig
     from curation.pipeline import OutputCollector, RunPaths
+    from curation.writer import write_shard
 
     paths = RunPaths(tmp_path / "out")
     config = CurationConfig.model_validate({"inputs": {"paths": ["x"]}, "output": {"shard_max_samples": 1}})
-    collector = OutputCollector(paths, config, total_inputs=1, log=lambda *_: None)
+    collector = OutputCollector(paths, config, total_inputs=1)
     work = paths.work / "clips"
+
+    def add(row: dict) -> None:  # as the pipeline does, with each full shard written here instead of on a worker
+        for spec in collector.add(row):
+            collector.shard_written(write_shard(str(paths.shards), spec))
     work.mkdir(parents=True)
 
     def media(name: str) -> str:
@@ -308,17 +313,17 @@ def test_collector_waits_for_children_that_arrive_before_their_parent(tmp_path: 
               "rejected_by": "audio_segments", "reason": "low_volume"}
     parent = {**base, "record_type": "clip", "key": "c0", "num_audio_segments": 2, "sample_json": "{}",
               "mp4_path": media("c0.mp4"), "flac_path": media("c0.flac")}
-    collector.add(child0)
-    collector.add(parent)
+    add(child0)
+    add(parent)
     assert collector.markers.done_ids() == set(), "one announced segment has not arrived"
-    collector.add(child1)
+    add(child1)
     assert collector.markers.done_ids() == {"in1"}
     records = list(collector.markers.records())
     assert sorted((r["record_type"], r["key"], r["status"], bool(r["shard"])) for r in records) == [
         ("audio_clip", "c0_a00", "kept", True), ("audio_clip", "c0_a01", "rejected", False),
         ("clip", "c0", "kept", True)]
     assert not list(work.iterdir()), "work files of written samples are removed"
-    collector.finish()
+    collector.check_all_committed()
     import tarfile
 
     names = sorted(n for t in sorted(paths.shards.glob("*.tar")) for n in tarfile.open(t).getnames())
