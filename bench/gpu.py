@@ -46,7 +46,7 @@ from ovi_pl.training.flops import training_flops  # noqa: E402
 from ovi_pl.training.flow_matching import add_noise, to_model_time, velocity_target  # noqa: E402
 
 # Dense bf16 tensor-core peak (no sparsity) by device name; others print TFLOP/s without MFU.
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "B200": 2250.0, "A100": 312.0}
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "B200": 2250.0, "A100": 312.0}
 SDPA_BACKENDS = {
     "sdpa-flash": SDPBackend.FLASH_ATTENTION,
     "sdpa-cudnn": SDPBackend.CUDNN_ATTENTION,
@@ -180,7 +180,8 @@ class BlockPair:
 
     def __init__(self, setup: Setup, clip: Clip, dtype: torch.dtype) -> None:
         torch.manual_seed(0)
-        self.model = OviFusionModel(setup.model).to(setup.device, dtype)
+        with torch.device(setup.device):
+            self.model = OviFusionModel(setup.model).to(dtype)
         x = inputs(setup.model, clip, setup.text_tokens, setup.device)
         with torch.no_grad():
             self.video_state = self.model.video.embed(x["video"], x["t"], x["context"])
