@@ -80,12 +80,17 @@ class WrittenShard:
 def write_shard(shards_dir: str, spec: ShardSpec) -> WrittenShard:
     """Write `spec` as `shards_dir/spec.name` (runs on a Ray worker), then delete the work files it packed.
 
-    Safe to run again after a crash part-way: a shard already renamed into place is whole and is not
-    rewritten (its work files may be gone by then), and a half-written temporary is left for the next
-    run's start-up cleanup.
+    Safe to run again after a crash part-way (Ray retries a task whose worker died): a shard already in
+    place with exactly these keys is whole and is not rewritten (its work files may be gone by then),
+    and a half-written temporary is left for the next run's start-up cleanup. A shard of that name with
+    other keys is never overwritten: it can only come from a killed run whose write finished late.
     """
     final = Path(shards_dir) / spec.name
-    if not final.exists():
+    if final.exists():
+        if _tar_keys(final) != set(spec.keys):
+            raise FileExistsError(f"{final} exists with other samples: a killed run's shard write finished after "
+                                  "this run started; stop every process of the killed run and start again")
+    else:
         tmp = final.with_name(f"{TMP_PREFIX}{spec.name}.{os.getpid()}")
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             for sample in spec.samples:

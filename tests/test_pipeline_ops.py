@@ -106,3 +106,30 @@ def test_a_downloaded_input_is_deleted_when_its_clips_are_cut_not_when_its_shard
     assert collector.markers.done_ids() == {probed["input_id"]}
     assert not any(path.exists() for path in work.values())
     collector.check_all_committed()
+
+
+def test_a_retried_shard_write_keeps_the_shard_and_a_late_one_never_overwrites(tmp_path: Path) -> None:
+    """Ray reruns a write whose worker died, possibly after the rename and after the work files went: the
+    shard stays as it is. A different shard of the same name (a killed run's write that finished late) is
+    an error, never a silent overwrite of samples whose markers may already name it."""
+    import tarfile
+
+    from curation.writer import ShardSample, ShardSpec, write_shard
+
+    def spec(key: str) -> ShardSpec:
+        flac = tmp_path / f"{key}.flac"
+        flac.write_bytes(b"audio of " + key.encode())
+        return ShardSpec("shard-000000.tar", (ShardSample(key, "{}", {"flac": str(flac)}),))
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    first = spec("a-00000")
+    assert write_shard(str(shards), first).keys == ["a-00000"]
+    assert not (tmp_path / "a-00000.flac").exists(), "the worker deletes the work files it packed"
+    before = (shards / "shard-000000.tar").read_bytes()
+    assert write_shard(str(shards), first).keys == ["a-00000"], "the retry finds its shard in place"
+    assert (shards / "shard-000000.tar").read_bytes() == before
+    with pytest.raises(FileExistsError, match="other samples"):
+        write_shard(str(shards), spec("b-00000"))
+    with tarfile.open(shards / "shard-000000.tar") as tar:
+        assert tar.getnames() == ["a-00000.json", "a-00000.flac"]
