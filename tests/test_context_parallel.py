@@ -14,11 +14,15 @@ from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor
 
+from safetensors.torch import load_file
+
 from ovi_pl.models.ovi import DiTTower, OviFusionModel, get_model_config
 from ovi_pl.models.ovi.parallelize import parallelize
+from ovi_pl.training.export import export_checkpoint
 from ovi_pl.training.flow_matching import length_mask, masked_mse
 
 from conftest import randomize_, tiny_inputs
+from test_training import checkpoint, common, fit, initial_weights, mlflow_client  # noqa: F401 (a fixture)
 
 # Token counts that two ranks cannot split evenly (9 video tokens, 13 audio latents), so both
 # towers are padded for context parallel; the second clip's real audio ends in rank 0's half.
@@ -85,3 +89,28 @@ def test_two_rank_context_parallel_forward_and_backward_equal_one_rank(tmp_path)
     # Runs fusion (text-to-video and image-to-video) and audio-tower passes with activation
     # checkpointing and FSDP2 over both ranks; a mismatch raises in the worker and fails here.
     mp.spawn(_two_rank_worker, args=(str(tmp_path / "store"),), nprocs=2)
+
+
+def test_two_data_by_two_context_ranks_train_checkpoint_and_resume_like_two_data_parallel_ranks(
+    tmp_path, initial_weights
+):
+    # Each context group must read its data-parallel rank's samples and draw that rank's noise, and
+    # the gradients must be the group's whole-sample ones: then 2 x 2 ranks, stopped at step 2 and
+    # resumed from the distributed checkpoint, end where 2 plain data-parallel ranks do.
+    context, plain = tmp_path / "context", tmp_path / "plain"
+    context.mkdir(), plain.mkdir()
+    args = [*common(initial_weights), "--trainer.limit_val_batches=0"]
+    four = ["--trainer.devices=4", "--model.parallel.context_parallel=2"]
+    fit(context, *args, *four, "--trainer.max_steps=2")
+    fit(context, *args, *four, "--trainer.max_steps=4", f"--ckpt_path={checkpoint(context, 2)}")
+    fit(plain, *args, "--trainer.devices=2", "--trainer.max_steps=4")
+
+    for ema in (False, True):
+        expected = load_file(export_checkpoint(checkpoint(plain, 4), tmp_path / f"plain-{ema}.safetensors", ema=ema))
+        resumed = load_file(export_checkpoint(checkpoint(context, 4), tmp_path / f"cp-{ema}.safetensors", ema=ema))
+        assert expected.keys() == resumed.keys()
+        for name in expected:
+            torch.testing.assert_close(resumed[name], expected[name], msg=name)
+    client = mlflow_client(context)
+    (run,) = client.search_runs([client.get_experiment_by_name("ovi-tiny-fusion").experiment_id])
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss")) == [0, 1, 2, 3]
