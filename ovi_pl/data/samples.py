@@ -1,5 +1,5 @@
-"""One sample's way through loading: planned from its json alone (filter and bucket, cheap enough
-to run on samples that a resume then skips), then materialised into tensors when it is used."""
+"""One sample's way through loading: planned from its json alone when the shards are indexed
+(filter and bucket), then materialised into tensors when a batch uses it."""
 from __future__ import annotations
 
 import io

@@ -1,9 +1,9 @@
 """Reading the samples of one shard, grouped the WebDataset way (data_specs.shards.group_samples).
 
 From local files only the small `.json` member is read while the shard is scanned; the other
-members are recorded as (offset, size) and read when the sample is actually used. Samples wait
-in a shuffle buffer and, after a resume, most of them are skipped, so this keeps both memory and
-the cost of fast-forwarding small. Streams that cannot seek (`pipe:`, object stores) are read whole.
+members are recorded as (offset, size) and read when the sample is actually used, so the sample
+index (index.py) stays small and any sample can be read on its own. Streams that cannot seek
+(`pipe:`, object stores) are read whole.
 """
 from __future__ import annotations
 
