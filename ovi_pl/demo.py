@@ -11,7 +11,8 @@ weights). Everything is written under runs/demo/ of the working directory:
  4. latents   Ray latent stage: video/audio latents and text embeddings into new shards
  5. fit       audio-tower pretraining                      (MLflow run 1)
  6. export    its audio tower as safetensors
- 7. fit       fusion training from that tower, sample clips  (MLflow run 2)
+ 7. fit       fusion training from that tower, sample clips   (MLflow run 2); the video
+              tower trains from scratch (no Wan2.2 DiT at the tiny size)
  8. export    the fusion model in Ovi's checkpoint format
  9. generate  mp4 clips with sound from the exported model
 """

@@ -112,7 +112,7 @@ def test_fusion_training_runs_on_the_stage_output(latent_output: tuple[Path, lis
     out, _ = latent_output
     dm = ShardDataModule(str(out), mode="latent", batch_size=2, num_workers=0, text_member=TEXT_MEMBER,
                          text_len=TEXT_LEN)
-    module = FusionTraining(model_config="ovi-tiny", optimizer=OptimizerConfig(lr=1e-3, warmup_steps=1),
+    module = FusionTraining(model_config="ovi-tiny", freeze_preset="full", optimizer=OptimizerConfig(lr=1e-3, warmup_steps=1),
                             parallel=ParallelConfig(compute_dtype="float32", activation_checkpointing=False),
                             ema_decay=None)
     trainer = L.Trainer(accelerator="cpu", devices=1, strategy=FSDP2Strategy(), precision="32-true", max_steps=2,

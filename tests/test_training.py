@@ -51,7 +51,8 @@ def initial_weights(tmp_path_factory) -> Path:
 
 
 def common(initial_weights: Path) -> list[str]:
-    return [f"--model.init_checkpoint={initial_weights}", "--data.num_samples=4", "--model.optimizer.lr=3e-3"]
+    return [f"--model.init_checkpoint={initial_weights}", "--model.freeze_preset=fusion", "--data.num_samples=4",
+            "--model.optimizer.lr=3e-3"]
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,8 @@ def test_audio_pretraining_feeds_fusion_training(tmp_path):
     tower = load_file(tmp_path / "audio_tower.safetensors")
     assert not any("_fusion." in k for k in tower) and torch.any(tower["head.proj.weight"] != 0)
 
-    fit(tmp_path, f"--model.audio_init={tmp_path / 'audio_tower.safetensors'}", "--trainer.max_steps=2")
+    fit(tmp_path, f"--model.audio_init={tmp_path / 'audio_tower.safetensors'}", "--model.freeze_preset=fusion-fresh-video",
+        "--trainer.max_steps=2")
     fused = ovi_to_ours(load_file(export_checkpoint(checkpoint(tmp_path, 2), tmp_path / "fused.safetensors")))
     for name in ("head.proj.weight", "blocks.1.ffn.0.weight", "patch_embedding.mlp.w2.weight"):
         assert torch.equal(fused[f"audio.{name}"], tower[name]), name  # frozen in stage 2, so still stage 1's

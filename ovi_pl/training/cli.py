@@ -22,11 +22,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ovi_pl.models.ovi.config import get_model_config
-from ovi_pl.training.flow_matching import TimestepSampler
-from ovi_pl.training.modules import OptimizerConfig, ParallelConfig, ValidationConfig
-
-# Our config dataclasses travel in checkpoint metadata; allow them through weights_only loading.
-torch.serialization.add_safe_globals([OptimizerConfig, ParallelConfig, ValidationConfig, TimestepSampler])
+from ovi_pl.training import modules  # noqa: F401  (registers the checkpoint metadata's dataclasses for torch.load)
+from ovi_pl.training.mlflow_logger import ResumableMLFlowLogger
 
 # Our blocks add their sublayers' outputs out of place, so FSDP2's advice about in-place ops on
 # returned views does not apply; it would otherwise print once per sharded module.
@@ -57,25 +54,31 @@ class OviCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
-        trainer = config["trainer"]
-        model_args = config["model"]["init_args"]
-        get_model_config(model_args["model_config"])  # an unknown model name fails here, before any work
-        if trainer.get("logger") in (None, True):
-            root = Path(trainer.get("default_root_dir") or "runs")
-            root.mkdir(parents=True, exist_ok=True)
-            tracking_uri = f"sqlite:///{root.resolve()}/mlflow.db"
-            trainer["logger"] = {
-                "class_path": "ovi_pl.training.mlflow_logger.ResumableMLFlowLogger",
-                "init_args": {
-                    "experiment_name": config["experiment_name"],
-                    # MLflow's generated names come from `random`, which seed_everything fixes: every
-                    # run of a config would get the same one.
-                    "run_name": config.get("run_name") or f"{self.subcommand}-{time.strftime('%Y%m%d-%H%M%S')}",
-                    "tracking_uri": tracking_uri,
-                    "artifact_location": str((root / "mlflow-artifacts").resolve()),
-                    "run_id": _resumable_run_id(config.get("ckpt_path"), tracking_uri),
-                },
-            }
+        get_model_config(config["model"]["init_args"]["model_config"])  # an unknown model name fails here, before any work
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # Runs after the model, data and callbacks are built, so a bad value in any of them fails
+        # before the MLflow store is created.
+        config = self.config[self.subcommand]
+        if config["trainer"].get("logger") in (None, True):
+            kwargs["logger"] = _embedded_mlflow_logger(config, self.subcommand)
+        return super().instantiate_trainer(**kwargs)
+
+
+def _embedded_mlflow_logger(config: Any, subcommand: str) -> ResumableMLFlowLogger:
+    """MLflow in a SQLite file in the run directory (`trainer.default_root_dir`)."""
+    root = Path(config["trainer"].get("default_root_dir") or "runs")
+    root.mkdir(parents=True, exist_ok=True)
+    tracking_uri = f"sqlite:///{root.resolve()}/mlflow.db"
+    return ResumableMLFlowLogger(
+        experiment_name=config["experiment_name"],
+        # MLflow's generated names come from `random`, which seed_everything fixes: every run of a
+        # config would get the same one.
+        run_name=config.get("run_name") or f"{subcommand}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tracking_uri=tracking_uri,
+        artifact_location=str((root / "mlflow-artifacts").resolve()),
+        run_id=_resumable_run_id(config.get("ckpt_path"), tracking_uri),
+    )
 
 
 def _resumable_run_id(ckpt_path: str | None, tracking_uri: str) -> str | None:

@@ -38,9 +38,13 @@ class LoraOptions:
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise ValueError(f"lora.rank must be >= 1, got {self.rank}")
+            raise ValueError(f"model.lora.rank={self.rank} must be >= 1, e.g. 16")
+        if self.alpha <= 0:
+            raise ValueError(f"model.lora.alpha={self.alpha} must be > 0 (the adapters' scale is alpha / rank)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.lora.dropout={self.dropout} must be in [0, 1)")
         if not self.target_modules:
-            raise ValueError("lora.target_modules is empty; name at least one projection, e.g. self_attn.q")
+            raise ValueError("model.lora.target_modules is empty; name at least one projection, e.g. self_attn.q")
 
 
 # Training checkpoints store the module's hyper-parameters, these options included, and are

@@ -27,6 +27,7 @@ from ovi_pl.models.ovi import (
     load_ovi_checkpoint,
     load_wan22_video_tower,
 )
+from ovi_pl.models.ovi.freezing import frozen_fresh_heads
 from ovi_pl.models.ovi.parallelize import parallelize
 from ovi_pl.training.ema import ExponentialMovingAverage
 from ovi_pl.training.flops import training_flops
@@ -58,6 +59,17 @@ class OptimizerConfig:
     warmup_steps: int = 0
     grad_clip_norm: float | None = 1.0
 
+    def __post_init__(self) -> None:
+        key = "model.optimizer"
+        _require(self.lr > 0, f"{key}.lr={self.lr} must be > 0 (the paper: 1e-4 audio pretraining, 5e-5 fusion)")
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                 f"{key}.betas={list(self.betas)} must be two numbers in [0, 1), e.g. [0.9, 0.95]")
+        _require(self.eps > 0, f"{key}.eps={self.eps} must be > 0, e.g. 1e-8")
+        _require(self.weight_decay >= 0, f"{key}.weight_decay={self.weight_decay} must be >= 0")
+        _require(self.warmup_steps >= 0, f"{key}.warmup_steps={self.warmup_steps} must be >= 0 (0: no warmup)")
+        _require(self.grad_clip_norm is None or self.grad_clip_norm > 0,
+                 f"{key}.grad_clip_norm={self.grad_clip_norm} must be > 0, or null for no clipping")
+
 
 @dataclass(frozen=True)
 class ParallelConfig:
@@ -70,6 +82,9 @@ class ParallelConfig:
     compute_dtype: Literal["bfloat16", "float32"] = "bfloat16"
     activation_checkpointing: bool = True
     compile_blocks: bool = False
+    # Storage of the weights that do not train (the fusion stage's frozen half, a LoRA base):
+    # bfloat16 halves their memory and checkpoint bytes; the released Wan2.2 and Ovi weights are bf16.
+    frozen_dtype: Literal["float32", "bfloat16"] = "float32"
     context_parallel: int = 1
 
     def __post_init__(self) -> None:
@@ -83,6 +98,20 @@ class ValidationConfig:
 
     noise_levels: int = 8
     seed: int = 1234
+
+    def __post_init__(self) -> None:
+        _require(self.noise_levels >= 1, f"model.validation.noise_levels={self.noise_levels} must be >= 1")
+
+
+def _require(condition: bool, message: str) -> None:
+    """Config checks: `message` names the key, its value and what it must be."""
+    if not condition:
+        raise ValueError(message)
+
+
+# These dataclasses travel in checkpoint metadata (hyper-parameters); allow them through
+# torch.load(weights_only=True), wherever a checkpoint is read (resume, export).
+torch.serialization.add_safe_globals([OptimizerConfig, ParallelConfig, ValidationConfig, TimestepSampler])
 
 
 class OviTrainingModule(L.LightningModule):
@@ -101,8 +130,9 @@ class OviTrainingModule(L.LightningModule):
         seed: int,
     ) -> None:
         super().__init__()
-        if not 0.0 <= text_dropout < 1.0:
-            raise ValueError(f"text_dropout={text_dropout} must be in [0, 1)")
+        _require(0.0 <= text_dropout < 1.0, f"model.text_dropout={text_dropout} must be in [0, 1)")
+        _require(ema_decay is None or 0.0 < ema_decay < 1.0,
+                 f"model.ema_decay={ema_decay} must be in (0, 1), e.g. 0.9999, or null for no EMA")
         # Unknown names fail here, before any work starts.
         heads = get_model_config(model_config).video.num_heads
         if heads % parallel.context_parallel:
@@ -159,6 +189,10 @@ class OviTrainingModule(L.LightningModule):
             return
         with torch.device("meta"):
             model = self.build_model()
+        if self.parallel.frozen_dtype != "float32":
+            # Before sharding: FSDP2 sizes each shard's storage from the parameter's dtype.
+            self.apply_freezing(model)
+            store_frozen_weights_as(model, getattr(torch, self.parallel.frozen_dtype))
         mesh = self.device_mesh  # (data_parallel, context_parallel), from FSDP2Strategy
         parallelize(
             model,
@@ -306,6 +340,13 @@ class FusionTraining(OviTrainingModule):
         )
         if init_checkpoint and (video_init or audio_init):
             raise ValueError("give either init_checkpoint (a whole Ovi model) or video_init/audio_init, not both")
+        for key, weight in (("video_loss_weight", video_loss_weight), ("audio_loss_weight", audio_loss_weight)):
+            _require(weight >= 0, f"model.{key}={weight} must be >= 0 (the paper: 0.85 video, 0.15 audio)")
+        _require(video_loss_weight + audio_loss_weight > 0, "model.video_loss_weight and model.audio_loss_weight "
+                 "are both 0: nothing would train")
+        _require(0.0 <= image_to_video_prob <= 1.0, f"model.image_to_video_prob={image_to_video_prob} must be in [0, 1]")
+        fresh = [tower for tower, init in (("video", video_init), ("audio", audio_init)) if not (init or init_checkpoint)]
+        _refuse_frozen_fresh_towers(fresh, freeze_preset, lora is not None)
         self.video_loss_weight = video_loss_weight
         self.audio_loss_weight = audio_loss_weight
         self.image_to_video_prob = image_to_video_prob
@@ -377,6 +418,29 @@ class FusionTraining(OviTrainingModule):
         return training_flops(cfg.video, batch_size, video_tokens, audio_tokens) + training_flops(
             cfg.audio, batch_size, audio_tokens, video_tokens
         )
+
+
+def store_frozen_weights_as(model: nn.Module, dtype: torch.dtype) -> None:
+    """Cast every parameter that does not require grad to `dtype` (FSDP2 all-gathers it in the compute dtype)."""
+    for param in model.parameters():
+        if not param.requires_grad:
+            param.data = param.data.to(dtype)
+
+
+def _refuse_frozen_fresh_towers(fresh: list[str], freeze_preset: str, lora: bool) -> None:
+    """A tower left at its random init has a zero head; frozen, it passes no gradient and never learns."""
+    stuck = fresh if lora else frozen_fresh_heads(freeze_preset, fresh)
+    if not stuck:
+        return
+    frozen_by = "LoRA (every base weight frozen)" if lora else f"model.freeze_preset={freeze_preset!r}"
+    raise ValueError(
+        f"the {' and '.join(stuck)} tower starts from random weights with a zero output head (no "
+        f"{' or '.join(f'model.{t}_init' for t in stuck)} or model.init_checkpoint is set) and {frozen_by} freezes "
+        "that head, so its loss could never fall. Load pretrained weights: model.video_init = the Wan2.2-TI2V-5B "
+        "DiT directory, model.audio_init = the stage-1 audio tower export, or model.init_checkpoint = an Ovi "
+        "checkpoint; or train the fresh tower: freeze_preset 'fusion-fresh-video' (video from scratch, audio "
+        "pretrained) or 'full' (no LoRA)."
+    )
 
 
 def _noise_levels(

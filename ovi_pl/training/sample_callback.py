@@ -5,6 +5,11 @@ steps, each `sampler.steps` steps of 1 or 2 forward passes (2 with guidance). Un
 rank runs the same forward passes, since each sharded module all-gathers its weights from all
 ranks; only global rank 0 decodes, writes and logs. Prompts are embedded once, on first use, and
 the text encoder is dropped again, so it does not stay in memory for the rest of training.
+
+Without every encoder's local path, clips would come from preview stand-ins (a hash text
+embedding, a random latent-to-RGB projection, a tone: ovi_pl/generation/components.py), which
+are not the model's output. The callback refuses them unless `previews: true` asks for them, and
+then logs them under `previews/`, never under `samples/`.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ class SampleVideoCallback(Callback):
     """prompts: fixed prompts to sample (the budget: one clip each per logging step).
     every_n_steps: optimizer steps between samplings. geometry / sampler: clip size and solver
     (keep both small: sampling runs inside training). encoders: local paths of the text encoder
-    and VAEs; unset ones are replaced by previews (ovi_pl/generation/components.py).
-    artifact_dir: folder of the run's artifacts (and of `trainer.default_root_dir`) to write to."""
+    and VAEs. previews: allow stand-ins for the unset ones (see the module docstring).
+    The clips go to `samples/step_N/` of the run's artifacts (and of `trainer.default_root_dir`),
+    or to `previews/step_N/` when any stand-in is in use."""
 
     def __init__(
         self,
@@ -36,7 +42,7 @@ class SampleVideoCallback(Callback):
         geometry: ClipGeometry = ClipGeometry(height=256, width=448, num_frames=25),
         sampler: SamplerConfig = SamplerConfig(steps=20),
         encoders: GenerationEncoders = GenerationEncoders(),
-        artifact_dir: str = "samples",
+        previews: bool = False,
     ) -> None:
         if not prompts:
             raise ValueError("SampleVideoCallback needs at least one prompt")
@@ -46,8 +52,16 @@ class SampleVideoCallback(Callback):
         self.every_n_steps = every_n_steps
         self.geometry = geometry
         self.sampler = sampler
+        stand_ins = encoders.previews
+        if stand_ins and not previews:
+            keys = {"text": "text_encoder", "video": "video_vae", "audio": "audio_vae and vocoder"}
+            raise ValueError(
+                f"SampleVideoCallback: encoders.{', encoders.'.join(keys[s] for s in stand_ins)} unset, so the "
+                f"{', '.join(stand_ins)} would come from preview stand-ins, which are not the model's samples. Give "
+                "the local encoder paths, or set previews: true to log stand-in clips under previews/"
+            )
         self.encoders = encoders
-        self.artifact_dir = artifact_dir
+        self.artifact_dir = "previews" if stand_ins else "samples"
         self._cond: Conditioning | None = None
         self._decoders: tuple[Any, Any] | None = None
         self._last_step = -1
@@ -88,7 +102,7 @@ class SampleVideoCallback(Callback):
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger):
             logger.experiment.log_artifacts(logger.run_id, str(folder), f"{self.artifact_dir}/step_{step:07d}")
-            logger.log_metrics({"samples/seconds": time.perf_counter() - start}, step=step)
+            logger.log_metrics({f"{self.artifact_dir}/seconds": time.perf_counter() - start}, step=step)
         return paths
 
     def state_dict(self) -> dict[str, Any]:
