@@ -63,7 +63,9 @@ def describe_stages(stage_names: list[str], counts: dict[str, StageCount], total
         c = counts.get(name, StageCount())
         rate = f" ({c.rows_in / elapsed_s:.2f}/s)" if elapsed_s > 0 and c.rows_in else ""
         running = f", {c.running} running for up to {c.oldest_running_s:.0f} s" if c.running else ""
-        waiting = upstream_out - c.rows_in - c.running  # rows the previous stage gave that this one has not taken
+        # Rows the previous stage handed on that this one has not taken up; a running batch is counted as
+        # one row (task stages take one a batch), hence "~".
+        waiting = upstream_out - c.rows_in - c.running
         queued = f", ~{waiting} waiting" if waiting > 0 else ""
         phrases.append(f"{name} {c.rows_in} rows, {c.kept_out} kept{rate}{running}{queued}")
         upstream_out = c.rows_out
