@@ -381,7 +381,11 @@ def test_corrupt_samples_are_skipped_counted_and_logged(tmp_path: Path, small_cl
     truncated["audio_latents.npy"] = truncated["audio_latents.npy"][:60]
     bad_json = latent_sample("badjson", small_clips["wide"], 128, 64, seed=10)
     bad_json["json"] = b"{not json"
-    write_shard(tmp_path / "a.tar", [good[0], truncated, good[1]])
+    nan = latent_sample("nanvideo", small_clips["wide"], 128, 64, seed=11)
+    video = np.ones((48, 3, 4, 8), dtype=np.float16)
+    video[5, 1, 2, 3] = np.nan
+    nan["video_latents.npy"] = npy(video)
+    write_shard(tmp_path / "a.tar", [good[0], truncated, nan, good[1]])
     write_shard(tmp_path / "b.tar", [bad_json, good[2], good[3]])
     raw = [{"__key__": "garbage", "mp4": b"\0\0\0\x18ftypmp42 not really a video",
             "json": sample_json("garbage", 128, 64, 9)},
@@ -391,11 +395,12 @@ def test_corrupt_samples_are_skipped_counted_and_logged(tmp_path: Path, small_cl
     dm = latent_dm([str(tmp_path / "a.tar"), str(tmp_path / "b.tar")], batch_size=1, epochs=1)
     with caplog.at_level(logging.WARNING, logger="ovi_pl.data.stream"):
         keys = [k for batch in dm.train_dataloader() for k in dm.on_after_batch_transfer(batch, 0)["keys"]]
-    # 5 samples indexed (badjson is not), 5 batches: truncnpy's, with nothing left in it, is replaced
-    # by a repeat of the one before, so this rank still steps as often as the others.
-    assert len(keys) == 5 and sorted(set(keys)) == ["ok0", "ok1", "ok2", "ok3"]
-    assert dm.skipped_samples == 2 and dm.state_dict()["skipped_samples"] == 2
+    # 6 samples indexed (badjson is not), 6 batches: those of truncnpy and nanvideo, with nothing left
+    # in them, are replaced by a repeat of the one before, so this rank steps as often as the others.
+    assert len(keys) == 6 and sorted(set(keys)) == ["ok0", "ok1", "ok2", "ok3"]
+    assert dm.skipped_samples == 3 and dm.state_dict()["skipped_samples"] == 3
     assert "'truncnpy' of shard" in caplog.text and str(tmp_path / "a.tar") in caplog.text
+    assert "'nanvideo' of shard" in caplog.text and "video_latents.npy is not a finite float array" in caplog.text
     assert "'badjson' of shard" in caplog.text and str(tmp_path / "b.tar") in caplog.text
 
     raw_dm = ShardDataModule(str(tmp_path / "raw.tar"), mode="raw", batch_size=2, num_workers=0, num_frames=9,

@@ -147,6 +147,17 @@ def _load_npy(sample: TarSample, name: str) -> Tensor:
         array = np.load(io.BytesIO(sample.read(name)), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise BadSampleError(f"member .{name} does not load: {exc}") from exc
-    if not np.issubdtype(array.dtype, np.floating) or not np.isfinite(array).all():
+    if not np.issubdtype(array.dtype, np.floating) or not _all_finite(array):
         raise BadSampleError(f"member .{name} is not a finite float array")
     return torch.from_numpy(array)  # in its stored precision; float32 on the training device
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """No inf or NaN. IEEE floats are non-finite exactly when their exponent bits are all ones, so the
+    largest magnitude bit pattern tells; an order of magnitude faster than np.isfinite on float16,
+    which converts every element."""
+    if array.dtype.itemsize not in (2, 4, 8) or array.dtype.byteorder not in ("=", "|"):
+        return bool(np.isfinite(array).all())
+    bits = array.view(f"u{array.itemsize}")
+    magnitude = np.bitwise_and(bits, np.array(np.iinfo(bits.dtype).max >> 1, dtype=bits.dtype))
+    return array.size == 0 or magnitude.max() < np.array(np.inf, dtype=array.dtype).view(bits.dtype)
