@@ -173,7 +173,8 @@ def test_raw_path_decodes_121_frames_and_5_04_s_of_aligned_audio(real_shards: Pa
     batches = list(dm.train_dataloader())
     assert len(batches) == len(MEDIA)
     for batch in batches:
-        assert batch["frames"].shape == (1, 3, 121, 64, 128) and batch["frames"].dtype == torch.uint8
+        (frames,) = batch["frames"]  # stacked on the training device, by encode_raw
+        assert frames.shape == (3, 121, 64, 128) and frames.dtype == torch.uint8
         assert batch["waveform"].shape == (1, 80_640) and batch["waveform_length"].tolist() == [80_640]
         # Both span the clip from t = 0: 121 frames at 24 fps (5.042 s) and 5.04 s of audio, within a frame.
         assert abs(121 / 24 - 80_640 / 16_000) < 1 / 24
@@ -184,7 +185,7 @@ def test_raw_path_decodes_121_frames_and_5_04_s_of_aligned_audio(real_shards: Pa
     reference = read_av_clip(MEDIA[int(batch["keys"][0].removeprefix("real"))], num_frames=121, fps=24.0)
     torch.testing.assert_close(batch["waveform"][0], reference.audio, rtol=0, atol=0)
     ref = reference.video[:, ::30].float().mean(dim=(1, 2, 3))
-    ours = batch["frames"][0, :, ::30].float().mean(dim=(1, 2, 3))
+    ours = batch["frames"][0][:, ::30].float().mean(dim=(1, 2, 3))
     assert (ref - ours).abs().max() < 4.0
 
 
@@ -214,8 +215,8 @@ def test_raw_mode_buckets_mixed_aspect_ratios(tmp_path: Path, small_clips: dict[
     dm = ShardDataModule(str(tmp_path / "mixed.tar"), mode="raw", batch_size=3, num_workers=0, num_frames=9,
                          target_area=64 * 128, epochs=1, return_keys=True)
     batches = list(dm.train_dataloader())
-    shapes = sorted(tuple(b["frames"].shape) for b in batches)
-    assert shapes == [(3, 3, 9, 64, 128), (3, 3, 9, 128, 64)]
+    shapes = sorted([tuple(f.shape) for f in b["frames"]] for b in batches)
+    assert shapes == [[(3, 9, 64, 128)] * 3, [(3, 9, 128, 64)] * 3]
     assert sorted(k for b in batches for k in b["keys"]) == [f"c{i}" for i in range(6)]
 
 

@@ -25,13 +25,15 @@ def pad_sequences(items: list[Tensor]) -> tuple[Tensor, Tensor]:
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """The batch of one bucket. Latent samples give the training batch itself; raw samples give
-    `frames` / `waveform` (+ `waveform_length`) for the encoders, and `captions` unless every
+    `frames` (a list of [3, F, H, W] uint8) / `waveform` (+ `waveform_length`) for the encoders, and `captions` unless every
     sample brought its text embedding."""
     batch: dict[str, Any] = {"keys": [s["key"] for s in samples]}
     if "video_latents" in samples[0]:
         batch["video_latents"] = stack([s["video_latents"] for s in samples])
     if "frames" in samples[0]:
-        batch["frames"] = stack([s["frames"] for s in samples])
+        # Stacked on the training device (ShardDataModule.encode_raw): a batch of raw clips is hundreds
+        # of MB, and one more CPU copy of it costs about a tenth of decoding it.
+        batch["frames"] = [s["frames"] for s in samples]
     if "audio_latents" in samples[0]:
         batch["audio_latents"], batch["audio_length"] = pad_sequences([s["audio_latents"] for s in samples])
     if "waveform" in samples[0]:

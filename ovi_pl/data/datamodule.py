@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from data_specs.geometry import DEFAULT_TARGET_AREA
 from ovi_pl.encoders import AudioVAE, UMT5TextEncoder, VideoVAE
 
-from .collate import pad_sequences
+from .collate import pad_sequences, stack
 from .encoding import EncoderPaths, Encoders
 from .index import SampleIndex, build_index
 from .samples import TEXT_MEMBER, SampleConfig
@@ -223,7 +223,7 @@ class ShardDataModule(L.LightningDataModule):
         enc = self.encoders.to(device)
         if "frames" in batch:
             enc.require("video")
-            batch["video_latents"] = enc.video.encode(batch.pop("frames"))
+            batch["video_latents"] = enc.video.encode(stack(batch.pop("frames")))
         if "waveform" in batch:
             waves, lengths = batch.pop("waveform"), batch.pop("waveform_length")
             latents = enc.encode_audio([waves[i, : int(n)] for i, n in enumerate(lengths)])
