@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -28,12 +29,15 @@ class ClipOptions:
 class EvaluateConfig:
     """clips: a folder of mp4s with manifest.csv (from `generate`), or with `prompts` in file-name order.
     syncnet_weights: a local syncnet_v2.model; Sync-C/D with the project's SyncNet.
+    face_detector: the faces SyncNet follows: haar (built in), yunet or s3fd with local face_detector_weights.
     sync_scorer: instead, `module:callable` mapping an mp4 path to a SyncScore (ovi_pl/evaluation/sync.py).
     clap_model: a local directory holding ClapModel + ClapProcessor (save_pretrained)."""
 
     clips: str
     prompts: str | None = None
     syncnet_weights: str | None = None
+    face_detector: Literal["haar", "yunet", "s3fd"] = "haar"
+    face_detector_weights: str | None = None
     sync_scorer: str | None = None
     clip: ClipOptions | None = None
     clap_model: str | None = None
@@ -57,12 +61,11 @@ def run_evaluate(cfg: EvaluateConfig) -> tuple[str, list[dict[str, object]]]:
     if not (cfg.syncnet_weights or cfg.sync_scorer or cfg.clip or cfg.clap_model):
         raise ValueError("nothing to score: give --syncnet_weights (or --sync_scorer), --clip.model/--clip.weights "
                          "and/or --clap_model")
-    records = read_clip_folder(cfg.clips, cfg.prompts)
     sync = clip = clap = None
     if cfg.syncnet_weights:
         from ovi_pl.evaluation.sync import SyncNetScorer
 
-        sync = SyncNetScorer(cfg.syncnet_weights)
+        sync = SyncNetScorer(cfg.syncnet_weights, cfg.face_detector, cfg.face_detector_weights)
     elif cfg.sync_scorer:
         from ovi_pl.evaluation.sync import load_sync_scorer
 
@@ -76,7 +79,7 @@ def run_evaluate(cfg: EvaluateConfig) -> tuple[str, list[dict[str, object]]]:
         from ovi_pl.evaluation.clap_score import ClapScorer
 
         clap = ClapScorer(cfg.clap_model)
-    rows = evaluate_clips(records, sync=sync, clip=clip, clap=clap)
+    rows = evaluate_clips(read_clip_folder(cfg.clips, cfg.prompts), sync=sync, clip=clip, clap=clap)
     folder = Path(cfg.clips)
     write_csv(rows, folder / "evaluation.csv")
     tracking_uri = cfg.tracking_uri or f"sqlite:///{folder.resolve() / 'mlflow.db'}"

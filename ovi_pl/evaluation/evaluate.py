@@ -74,14 +74,16 @@ def evaluate_clips(
 
 
 def summarize(rows: Sequence[dict[str, object]]) -> dict[str, float]:
-    """Mean of every numeric column (sync offsets as the mean absolute offset)."""
+    """Mean of every numeric column over its finite values (sync offsets as the mean absolute offset, over
+    the clips that got a Sync-C: a faceless clip's offset 0 is no measurement)."""
     summary: dict[str, float] = {}
     for key in rows[0]:
         values = [row[key] for row in rows if isinstance(row.get(key), (int, float))]
         if not values or key in ("file", "prompt"):
             continue
         if key == "sync_offset":
-            summary["sync_abs_offset"] = sum(abs(v) for v in values) / len(values)
+            offsets = [abs(row[key]) for row in rows if math.isfinite(row["sync_c"])]  # type: ignore[arg-type]
+            summary["sync_abs_offset"] = sum(offsets) / len(offsets) if offsets else float("nan")
         else:
             finite = [float(v) for v in values if math.isfinite(v)]
             summary[key] = sum(finite) / len(finite) if finite else float("nan")

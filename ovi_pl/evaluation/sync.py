@@ -13,6 +13,10 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ovi_pl.sync.faces import DetectorKind
 
 
 @dataclass(frozen=True)
@@ -44,17 +48,19 @@ def load_sync_scorer(spec: str) -> SyncScorer:
 class SyncNetScorer:
     """Sync-C/D of the clip's most confident face track (the speaker's, as in the curation filter).
 
-    weights: a local `syncnet_v2.model` state dict. A clip without a face track of
+    weights: a local `syncnet_v2.model` state dict. Faces come from `detector` (haar, or yunet / s3fd
+    with local `detector_weights`, as filters.syncnet in curation). A clip without a face track of
     `min_track_frames` at 25 fps scores NaN (offset 0), so folder means skip it.
     """
 
-    def __init__(self, weights: str | Path, min_track_frames: int = 25, vshift: int = 15, device: str = "cpu") -> None:
+    def __init__(self, weights: str | Path, detector: DetectorKind = "haar", detector_weights: str | Path | None = None,
+                 min_track_frames: int = 25, vshift: int = 15, device: str = "cpu") -> None:
         from ovi_pl.sync.clip import TrackSettings
-        from ovi_pl.sync.faces import HaarFaceDetector
+        from ovi_pl.sync.faces import load_face_detector
         from ovi_pl.sync.model import load_syncnet
 
+        self.detector = load_face_detector(detector, detector_weights, device)
         self.model = load_syncnet(weights, device)
-        self.detector = HaarFaceDetector()
         self.settings = TrackSettings(min_track_frames=min_track_frames)
         self.vshift, self.device = vshift, device
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -81,6 +81,26 @@ class YuNetDetector:
         if faces is None:
             return []
         return [Box(float(f[0]), float(f[1]), float(f[0] + f[2]), float(f[1] + f[3]), float(f[-1])) for f in faces]
+
+
+DetectorKind = Literal["haar", "yunet", "s3fd"]
+
+
+def load_face_detector(kind: DetectorKind = "haar", weights: str | Path | None = None,
+                       device: str = "cpu") -> FaceDetector:
+    """The named detector: haar (no file), yunet (a local YuNet ONNX) or s3fd (local S3FD weights)."""
+    if kind == "haar":
+        return HaarFaceDetector()
+    if kind not in ("yunet", "s3fd"):
+        raise ValueError(f"face detector {kind!r}: choose haar, yunet or s3fd")
+    if weights is None:
+        raise ValueError(f"face detector {kind} needs its weights: give a local "
+                         f"{'face_detection_yunet_2023mar.onnx' if kind == 'yunet' else 'S3FD state dict (sfd_face.pth)'}")
+    if kind == "yunet":
+        return YuNetDetector(weights)
+    from .s3fd import S3FDDetector
+
+    return S3FDDetector(weights, device=device)
 
 
 def detect_in_frames(frames: Iterable[np.ndarray], detector: FaceDetector, detect_width: int | None = None,
