@@ -44,7 +44,8 @@ def fit_tiny_clap(path: Path) -> Path:
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
     tokenizer = RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
                                      pad_token="<pad>", unk_token="<unk>", mask_token="<mask>")
-    processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc", max_length_s=2), tokenizer=tokenizer)
+    features = ClapFeatureExtractor(truncation="rand_trunc", max_length_s=2)
+    processor = ClapProcessor(feature_extractor=features, tokenizer=tokenizer)
     config = ClapConfig(
         text_config=dict(vocab_size=320, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                          intermediate_size=37, max_position_embeddings=80, projection_dim=16),
@@ -58,7 +59,7 @@ def fit_tiny_clap(path: Path) -> Path:
     draws = [processor.feature_extractor([make(rng) for _ in range(DRAWS)], sampling_rate=RATE, return_tensors="pt")
              for make in SOUNDS.values()]
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for step in range(STEPS):
+    for _ in range(STEPS):
         pick = [int(i) for i in rng.integers(0, DRAWS, len(draws))]
         audio = {key: torch.stack([d[key][i] for d, i in zip(draws, pick, strict=True)]) for key in draws[0]}
         loss = model(input_ids=texts["input_ids"], attention_mask=texts["attention_mask"],

@@ -20,6 +20,7 @@ def main(config_path: str, out_path: str, pairs_json: str) -> None:
     import numpy as np
     import open_clip
     import torch
+    import torch.nn.functional as F
     from PIL import Image
     from safetensors.torch import save_file
 
@@ -37,10 +38,10 @@ def main(config_path: str, out_path: str, pairs_json: str) -> None:
     for _ in range(STEPS):
         shades = np.clip(colours + rng.integers(-JITTER, JITTER + 1, colours.shape), 0, 255).astype(np.uint8)
         images = torch.stack([preprocess(Image.fromarray(np.full((48, 48, 3), shade, np.uint8))) for shade in shades])
-        image = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
-        text = torch.nn.functional.normalize(model.encode_text(tokens), dim=-1)
+        image = F.normalize(model.encode_image(images), dim=-1)
+        text = F.normalize(model.encode_text(tokens), dim=-1)
         logits = model.logit_scale.exp() * image @ text.T
-        loss = (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

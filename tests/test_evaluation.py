@@ -236,8 +236,9 @@ def test_clip_score_ranks_the_matching_colour_first(tmp_path):
     clips = []
     for caption, (r, g, b) in COLOURS.items():
         clip = tmp_path / f"{caption.split()[1]}.mp4"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c=0x{r:02x}{g:02x}{b:02x}:s=64x64:r=25:d=1",
-                        "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)], check=True)
+        colour = f"color=c=0x{r:02x}{g:02x}{b:02x}:s=64x64:r=25:d=1"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", colour, "-c:v", "libx264",
+                        "-pix_fmt", "yuv420p", str(clip)], check=True)
         clips.append(clip)
     scorer = ClipScorer("tiny-clip", weights, config, num_frames=2, python=python)
     scores = np.array(scorer([(clip, caption) for clip in clips for caption in COLOURS])).reshape(3, 3)

@@ -94,8 +94,8 @@ def load_face_detector(kind: DetectorKind = "haar", weights: str | Path | None =
     if kind not in ("yunet", "s3fd"):
         raise ValueError(f"face detector {kind!r}: choose haar, yunet or s3fd")
     if weights is None:
-        raise ValueError(f"face detector {kind} needs its weights: give a local "
-                         f"{'face_detection_yunet_2023mar.onnx' if kind == 'yunet' else 'S3FD state dict (sfd_face.pth)'}")
+        wanted = "face_detection_yunet_2023mar.onnx" if kind == "yunet" else "S3FD state dict (sfd_face.pth)"
+        raise ValueError(f"face detector {kind} needs its weights: give the path of a local {wanted}")
     if kind == "yunet":
         return YuNetDetector(weights)
     from .s3fd import S3FDDetector
