@@ -390,7 +390,7 @@ def _config(inputs: dict, out: Path, **output: int) -> dict:
             "filters": {"area": {"min_area": 160 * 120}}}
 
 
-def _run(cfg: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+def _run(cfg: Path, timeout: float = 480) -> subprocess.CompletedProcess:
     proc = subprocess.run([PYTHON, "curation/run.py", "--config", str(cfg)], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -543,10 +543,10 @@ def test_sigkill_then_rerun_gives_the_same_clips(full_run: dict, inputs: dict, t
                               stderr=subprocess.DEVNULL)
     cluster: list[psutil.Process] = []
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + 420
         while not list((out / "shards").glob("shard-*.tar")):
             assert driver.poll() is None, "the run ended before writing a shard"
-            assert time.time() < deadline, "no shard within 180 s"
+            assert time.time() < deadline, "no shard within 420 s"
             cluster = _descendants(driver.pid) or cluster
             time.sleep(0.05)
         cluster = _descendants(driver.pid) or cluster
