@@ -1,11 +1,13 @@
 """Rectified-flow objective shared by both training stages (DESIGN.md section 2).
 
 x_s = (1 - s) x0 + s eps with s in [0, 1]; the network sees model time t = 1000 s and predicts
-the velocity v = eps - x0. Video and audio get independent noise but one shared s per sample.
+the velocity v = eps - x0. Video and audio get independent noise but one shared s per sample,
+except in the directional tasks, where the conditioning modality stays clean at s = 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +45,59 @@ class TimestepSampler:
             if self.kind == "shifted":
                 s = shift_noise_level(s, self.shift)
         return s.to(device)
+
+
+TASKS = ("joint", "video_to_audio", "audio_to_video")
+Task = Literal["joint", "video_to_audio", "audio_to_video"]
+JOINT, VIDEO_TO_AUDIO, AUDIO_TO_VIDEO = range(3)
+
+
+@dataclass(frozen=True)
+class TaskMix:
+    """What each training sample learns, drawn per sample (a batch mixes tasks).
+
+    joint: both modalities noised at one s, loss on both. video_to_audio: the video stays clean
+    (s = 0), noise and loss on the audio only. audio_to_video: the mirror. `probabilities` are in
+    TASKS order and sum to 1.
+    """
+
+    probabilities: tuple[float, float, float] = (1.0, 0.0, 0.0)
+
+    @classmethod
+    def parse(cls, task: str | Mapping[str, float], key: str = "model.task") -> TaskMix:
+        """A task name, or {task: probability} e.g. {joint: 0.8, video_to_audio: 0.1, audio_to_video: 0.1}."""
+        weights = {task: 1.0} if isinstance(task, str) else dict(task)
+        unknown = sorted(set(weights) - set(TASKS))
+        if unknown:
+            raise ValueError(f"{key}: unknown task {', '.join(map(repr, unknown))}; use {', '.join(TASKS)} "
+                             "or a mapping of them to probabilities")
+        probs = tuple(float(weights.get(name, 0.0)) for name in TASKS)
+        if any(p < 0 for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+            raise ValueError(f"{key}={dict(weights)}: probabilities must be >= 0 and sum to 1")
+        return cls(probs)  # type: ignore[arg-type]
+
+    @property
+    def only(self) -> int | None:
+        """The task index when every sample gets the same task."""
+        return next((i for i, p in enumerate(self.probabilities) if p == 1.0), None)
+
+    def trains(self, modality: Literal["video", "audio"]) -> bool:
+        """Whether any sample can carry this modality's loss."""
+        skipped = VIDEO_TO_AUDIO if modality == "video" else AUDIO_TO_VIDEO
+        return any(p > 0 for i, p in enumerate(self.probabilities) if i != skipped)
+
+    def draw(self, batch: int, generator: torch.Generator) -> Tensor:
+        """Task indices [B] (CPU). A single task draws nothing, so joint runs keep their random stream."""
+        if self.only is not None:
+            return torch.full((batch,), self.only, dtype=torch.long)
+        return torch.multinomial(torch.tensor(self.probabilities), batch, replacement=True, generator=generator)
+
+
+def modality_noise_levels(s: Tensor, tasks: Tensor) -> tuple[Tensor, Tensor]:
+    """(video s, audio s) [B]: the conditioning modality of a directional sample is clean (s = 0)."""
+    tasks = tasks.to(s.device)
+    zero = torch.zeros_like(s)
+    return torch.where(tasks == VIDEO_TO_AUDIO, zero, s), torch.where(tasks == AUDIO_TO_VIDEO, zero, s)
 
 
 def shift_noise_level(s: Tensor, shift: float) -> Tensor:

@@ -10,6 +10,7 @@ initial weights into the shards, so no rank ever holds the full model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import lightning as L
@@ -32,12 +33,18 @@ from ovi_pl.models.ovi.parallelize import parallelize
 from ovi_pl.training.ema import ExponentialMovingAverage
 from ovi_pl.training.flops import training_flops
 from ovi_pl.training.lora import LoraOptions, freeze_all_but_lora, inject_lora, plain_layer_names, reset_lora
+from ovi_pl.training.loss_balance import LossBalance, LossBalancer
 from ovi_pl.training.flow_matching import (
+    AUDIO_TO_VIDEO,
+    VIDEO_TO_AUDIO,
+    Task,
+    TaskMix,
     TimestepSampler,
     add_noise,
     drop_text,
     length_mask,
     masked_mse,
+    modality_noise_levels,
     noise_like,
     step_generator,
     stratified_noise_levels,
@@ -234,12 +241,15 @@ class OviTrainingModule(L.LightningModule):
 
     def _log_fixed_level_losses(self, batch: Batch, batch_idx: int, prefix: str) -> None:
         totals: dict[str, Tensor] = {}
+        counts: dict[str, int] = {}
         levels = stratified_noise_levels(self.validation.noise_levels)
         for i, level in enumerate(levels.tolist()):
             generator = step_generator(self.validation.seed, batch_idx, self.data_parallel_rank, stream=i)
+            # A task mix may leave a modality without samples at some levels: average where present.
             for k, v in self.compute_loss(batch, generator, noise_level=level).items():
-                totals[k] = totals.get(k, 0) + v.detach() / len(levels)
-        self.log_dict({f"{prefix}/{k}": v for k, v in totals.items()}, sync_dist=True)
+                totals[k] = totals.get(k, 0) + v.detach()
+                counts[k] = counts.get(k, 0) + 1
+        self.log_dict({f"{prefix}/{k}": v / counts[k] for k, v in totals.items()}, sync_dist=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -264,10 +274,18 @@ class OviTrainingModule(L.LightningModule):
         raise NotImplementedError
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        balancer = getattr(self, "loss_balancer", None)
+        if balancer is not None:
+            checkpoint["loss_magnitudes"] = balancer.state_dict()
         logger = self.logger
         if logger is not None and hasattr(logger, "run_id"):
             # Lets `python -m ovi_pl fit --ckpt_path ...` continue the same MLflow run.
             checkpoint["mlflow_run_id"] = logger.run_id
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        balancer = getattr(self, "loss_balancer", None)
+        if balancer is not None and "loss_magnitudes" in checkpoint:
+            balancer.load_state_dict(checkpoint["loss_magnitudes"])
 
 
 class AudioPretraining(OviTrainingModule):
@@ -314,7 +332,12 @@ class AudioPretraining(OviTrainingModule):
 
 
 class FusionTraining(OviTrainingModule):
-    """Stage 2: both towers, Ovi's `fusion` freezing preset, weighted video and audio losses."""
+    """Stage 2: both towers, Ovi's `fusion` freezing preset, weighted video and audio losses.
+
+    task: joint (both modalities noised and learned), video_to_audio (clean video, audio learned),
+    audio_to_video, or {task: probability} drawn per sample. loss_balance: fixed weights, or
+    running (each loss divided by its running magnitude first; training/loss_balance.py).
+    """
 
     def __init__(
         self,
@@ -329,6 +352,9 @@ class FusionTraining(OviTrainingModule):
         seed: int = 0,
         video_loss_weight: float = 0.85,
         audio_loss_weight: float = 0.15,
+        loss_balance: LossBalance = "fixed",
+        loss_balance_decay: float = 0.99,
+        task: Task | dict[str, float] = "joint",
         image_to_video_prob: float = 0.0,
         video_init: str | None = None,
         audio_init: str | None = None,
@@ -347,8 +373,14 @@ class FusionTraining(OviTrainingModule):
         _require(0.0 <= image_to_video_prob <= 1.0, f"model.image_to_video_prob={image_to_video_prob} must be in [0, 1]")
         fresh = [tower for tower, init in (("video", video_init), ("audio", audio_init)) if not (init or init_checkpoint)]
         _refuse_frozen_fresh_towers(fresh, freeze_preset, lora is not None)
-        self.video_loss_weight = video_loss_weight
-        self.audio_loss_weight = audio_loss_weight
+        self.tasks = TaskMix.parse(task if isinstance(task, str) else dict(task))
+        self.loss_balancer = LossBalancer(
+            {"video": video_loss_weight, "audio": audio_loss_weight}, loss_balance, loss_balance_decay
+        )
+        learned = [m for m in ("video", "audio") if self.tasks.trains(m)]
+        _require(any(self.loss_balancer.weights[m] > 0 for m in learned),
+                 f"model.task={task!r} learns only {' and '.join(learned)}, whose loss weight is 0: nothing would "
+                 f"train; set model.{learned[0]}_loss_weight > 0")
         self.image_to_video_prob = image_to_video_prob
         self.video_init = video_init
         self.audio_init = audio_init
@@ -390,24 +422,43 @@ class FusionTraining(OviTrainingModule):
         video_noise, audio_noise = noise_like(video, generator), noise_like(audio, generator)
         training = noise_level is None
         first_frame_clean = training and float(torch.rand(1, generator=generator)) < self.image_to_video_prob
-        noisy_video = add_noise(video, video_noise, s)
+        text = drop_text(batch["text_embedding"], self.text_dropout if training else 0.0, generator)
+        # Drawn last, and only for a mix, so joint runs keep the random stream they had before tasks.
+        tasks = self.tasks.draw(video.shape[0], generator)
+        s_video, s_audio = modality_noise_levels(s, tasks)
+        noisy_video = add_noise(video, video_noise, s_video)
         if first_frame_clean:
             noisy_video[:, :, :1] = video[:, :, :1]
-        text = drop_text(batch["text_embedding"], self.text_dropout if training else 0.0, generator)
         video_pred, audio_pred = self.model(
             noisy_video,
-            add_noise(audio, audio_noise, s),
-            to_model_time(s),
+            add_noise(audio, audio_noise, s_audio),
+            to_model_time(s_video),
             text,
             text,
             audio_lengths=lengths,
             first_frame_clean=first_frame_clean,
+            audio_t=to_model_time(s_audio),
         )
-        first = 1 if first_frame_clean else 0  # a clean conditioning frame has nothing to predict
-        loss_video = masked_mse(video_pred[:, :, first:], velocity_target(video, video_noise)[:, :, first:])
-        loss_audio = masked_mse(audio_pred, velocity_target(audio, audio_noise), length_mask(lengths, audio.shape[1]))
-        loss = self.video_loss_weight * loss_video + self.audio_loss_weight * loss_audio
-        return {"loss": loss, "loss_video": loss_video, "loss_audio": loss_audio}
+        raw: dict[str, Tensor] = {}
+        # A clean conditioning modality, like a clean first frame, has nothing to predict: no loss.
+        video_samples, audio_samples = tasks != VIDEO_TO_AUDIO, tasks != AUDIO_TO_VIDEO
+        if bool(video_samples.any()):
+            first = 1 if first_frame_clean else 0
+            pred = video_pred[:, :, first:].flatten(2).transpose(1, 2)  # [B, tokens, C]
+            target = velocity_target(video, video_noise)[:, :, first:].flatten(2).transpose(1, 2)
+            mask = None if self.tasks.only is not None else video_samples.to(video.device)[:, None].expand(pred.shape[:2])
+            raw["video"] = masked_mse(pred, target, mask)
+        if bool(audio_samples.any()):
+            mask = length_mask(lengths, audio.shape[1]) & audio_samples.to(audio.device)[:, None]
+            raw["audio"] = masked_mse(audio_pred, velocity_target(audio, audio_noise), mask)
+        if training and self.loss_balancer.mode == "running":
+            self.loss_balancer.update({k: float(self.trainer.strategy.reduce(v.detach(), reduce_op="mean"))
+                                       for k, v in raw.items()})
+        weighted = self.loss_balancer.weighted(raw)
+        losses = {"loss": sum(weighted.values())}
+        losses.update({f"loss_{k}": v for k, v in raw.items()})
+        losses.update({f"loss_{k}_weighted": v for k, v in weighted.items()})
+        return losses
 
     def batch_flops(self, batch: Batch) -> float:
         cfg = get_model_config(self.model_config)

@@ -3,7 +3,8 @@
 For each block pair i: audio self-attention, video self-attention; then audio cross-attention
 (text + the video state after its self-attention) and audio FFN; then video cross-attention
 (text + the audio state after its self-attention, before its cross step) and video FFN. Both
-towers see the same timestep.
+towers see the same timestep unless `audio_t` gives the audio tower its own (the directional
+tasks keep one modality clean at t = 0).
 """
 
 from __future__ import annotations
@@ -52,17 +53,19 @@ class OviFusionModel(nn.Module):
         audio_lengths: Tensor | None = None,
         first_frame_clean: bool = False,
         skip_block: int | None = None,
+        audio_t: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Velocity predictions for video [B, 48, F, H, W] and audio [B, L, 20] latents.
 
-        t: [B] shared model time in [0, 1000]. Contexts: [B, <=text_len, text_dim] prompt
+        t: [B] model time in [0, 1000] of both towers, or of the video tower when `audio_t` [B]
+        gives the audio tower's (video-to-audio: t = 0, audio-to-video: audio_t = 0). Contexts: [B, <=text_len, text_dim] prompt
         embeddings (each modality may get its own, e.g. per-modality negative prompts).
         audio_lengths: true audio latent count per sample in a padded batch; padded keys are
         masked and outputs there are meaningless. first_frame_clean: image-to-video, the first
         video latent frame is clean. skip_block: a block pair to skip (skip-layer guidance).
         """
         video_state = self.video.embed(video, t, video_context, first_frame_clean=first_frame_clean)
-        audio_state = self.audio.embed(audio, t, audio_context, lengths=audio_lengths)
+        audio_state = self.audio.embed(audio, t if audio_t is None else audio_t, audio_context, lengths=audio_lengths)
         v, a = video_state.tokens, audio_state.tokens
         for i, (video_block, audio_block) in enumerate(zip(self.video.blocks, self.audio.blocks, strict=True)):
             if i == skip_block:
