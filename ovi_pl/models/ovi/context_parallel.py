@@ -84,8 +84,8 @@ class UlyssesAttention(Attention):
         self.size = size
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, k_lens: Tensor | None = None) -> Tensor:
-        out = super().forward(self._sequence_to_heads(q), self._sequence_to_heads(k), self._sequence_to_heads(v), k_lens)
-        return self._heads_to_sequence(out)
+        q, k, v = (self._sequence_to_heads(x) for x in (q, k, v))
+        return self._heads_to_sequence(super().forward(q, k, v, k_lens))
 
     def _sequence_to_heads(self, x: Tensor) -> Tensor:
         """[B, L/size, H, D] -> [B, L, H/size, D]: head group i goes to rank i."""
