@@ -29,7 +29,7 @@ from ovi_pl.generation import (
     initial_noise,
     sample,
 )
-from ovi_pl.generation.cli import caption_style, parse_config
+from ovi_pl.generation.cli import caption_style, parse_config, run_generate
 from ovi_pl.generation.prompts import PromptSpec, prompt_texts
 from ovi_pl.generation.media_io import probe_av
 from ovi_pl.models.ovi import OviFusionModel, get_model_config, save_ovi_checkpoint
@@ -285,3 +285,70 @@ def test_guided_velocity_runs_on_the_tiny_model(tiny_model):
     v, a = guided_velocity(tiny_model, x["video"], x["audio"], torch.tensor([500.0]), cond,
                            SamplerConfig(skip_layer=1), first_frame_clean=True)
     assert v.shape == x["video"].shape and a.shape == x["audio"].shape and v.dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------- directional generation
+
+
+def stream_md5(path: Path, stream: str) -> str:
+    """MD5 of a stream's packets as stored (ffmpeg's md5 muxer over a stream copy)."""
+    result = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", f"0:{stream}:0", "-c", "copy",
+                             "-f", "md5", "-"], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("task", ["video_to_audio", "audio_to_video"])
+def test_directional_generation_keeps_the_given_stream_unchanged(tmp_path, tiny_assets, task):
+    if task == "video_to_audio":  # a clip with its own sound, which the output must replace
+        given = tmp_path / "given.mp4"
+        sources = ["-f", "lavfi", "-i", "testsrc=size=64x32:rate=24:duration=0.375", "-f", "lavfi", "-i",
+                   "sine=frequency=440:sample_rate=16000:duration=0.375", "-c:v", "libx264", "-c:a", "aac"]
+        kept, made = "v", "a"
+    else:
+        given = tmp_path / "given.wav"
+        sources = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=0.375"]
+        kept, made = "a", "v"
+    subprocess.run(["ffmpeg", "-v", "error", *sources, str(given)], check=True)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("A woman says <S>hello<E>.\n")
+    config = generate_config(tiny_assets, prompts, tmp_path / "out", task=task,
+                             **{"video" if kept == "v" else "audio": str(given)})
+    (tmp_path / "generate.yaml").write_text(yaml.safe_dump(config))
+    (written,) = run_generate(parse_config(["--config", str(tmp_path / "generate.yaml")]))
+    assert written.suffix == (".mp4" if kept == "v" else ".mov")  # PCM wav does not go into an mp4
+    assert stream_md5(written, kept) == stream_md5(given, kept)
+    frames, video_seconds, audio_seconds = probe_av(written)
+    assert frames == 9 and audio_seconds == pytest.approx(0.375, abs=0.04)
+    if made == "a":
+        assert stream_md5(written, "a") != stream_md5(given, "a")
+    manifest = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open()))
+    assert manifest[0]["file"] == written.name
+
+
+def test_directional_generation_options_are_checked_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="needs --video"):
+        parse_config(["--checkpoint", "x", "--prompts", "y", "--task", "video_to_audio"])
+    with pytest.raises(ValueError, match="only used with task=audio_to_video"):
+        parse_config(["--checkpoint", "x", "--prompts", "y", "--audio", "a.wav"])
+    with pytest.raises(ValueError, match="no such file"):
+        parse_config(["--checkpoint", "x", "--prompts", "y", "--task", "audio_to_video", "--audio", str(tmp_path / "a.wav")])
+
+
+@pytest.mark.parametrize("given", ["video", "audio"])
+def test_sampling_keeps_the_given_modality_and_shows_it_to_the_model_at_t0(tiny_model, given):
+    x = tiny_inputs(batch=1)
+    video_noise, audio_noise = initial_noise(1, tuple(x["video"].shape[1:]), tuple(x["audio"].shape[1:]), 0, "cpu")
+    times: list[tuple[float, float]] = []
+    hook = tiny_model.register_forward_pre_hook(
+        lambda m, args, kwargs: times.append((float(args[2][0]), float(kwargs["audio_t"][0]))), with_kwargs=True)
+    try:
+        video, audio = sample(tiny_model, video_noise, audio_noise, tiny_conditioning(), SamplerConfig(steps=3),
+                              **{f"given_{given}": x[given]})
+    finally:
+        hook.remove()
+    out = {"video": video, "audio": audio}
+    torch.testing.assert_close(out[given], x[given].float(), rtol=0, atol=0)
+    other = "audio" if given == "video" else "video"
+    assert not torch.allclose(out[other], (audio_noise if other == "audio" else video_noise))
+    clean, sampled = (0, 1) if given == "video" else (1, 0)
+    assert all(t[clean] == 0 for t in times) and all(t[sampled] > 0 for t in times)

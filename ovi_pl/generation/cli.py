@@ -2,6 +2,9 @@
 
 Writes one `NNN_<first-words>.mp4` per prompt and `manifest.csv` (file, prompt, image, seed) that
 `python -m ovi_pl evaluate` reads. Unknown config keys fail before anything loads.
+`--task video_to_audio --video in.mp4` samples sound for the given video and writes its video
+stream unchanged with it; `--task audio_to_video --audio in.wav` the mirror (a .mov when the given
+stream's codec does not go into an mp4, e.g. PCM wav).
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ import torch
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from data_specs.captions import CaptionStyle
+from ovi_pl.encoders import VideoVAE
 from ovi_pl.generation.components import ClipGeometry, GenerationEncoders
 from ovi_pl.generation.loading import is_training_checkpoint, load_fusion_model
 from ovi_pl.generation.pipeline import (
     clip_file_name,
     decode_clips,
     encode_first_frame,
+    encode_given_audio,
+    encode_given_video,
     encode_prompts,
     generate_latents,
     write_clip,
 )
+from ovi_pl.generation.media_io import with_given_stream
 from ovi_pl.generation.prompts import prompt_texts, read_prompts
 from ovi_pl.generation.sampler import SamplerConfig
 from ovi_pl.models.ovi import FusionConfig, get_model_config
@@ -55,6 +62,22 @@ class GenerateConfig:
     limit: int | None = None  # only the first N prompts
     device: str = "auto"  # auto: cuda when available
     dtype: str = "bfloat16"  # model compute dtype; CPU runs fall back to float32
+    # joint: text(-and-image)-to-audio-video; video_to_audio: sound for `video`; audio_to_video: pictures for `audio`.
+    task: Literal["joint", "video_to_audio", "audio_to_video"] = "joint"
+    video: str | None = None  # video_to_audio: the clip to dub, from its start for geometry.num_frames frames
+    audio: str | None = None  # audio_to_video: the sound to animate, from its start for the clip's span
+
+    def __post_init__(self) -> None:
+        needs = {"video_to_audio": "video", "audio_to_video": "audio"}.get(self.task)
+        for key in ("video", "audio"):
+            given = getattr(self, key)
+            if key == needs and given is None:
+                raise ValueError(f"task={self.task} needs --{key} (the {key} file to condition on)")
+            if key != needs and given is not None:
+                raise ValueError(f"--{key} is only used with task={'video_to_audio' if key == 'video' else 'audio_to_video'}"
+                                 f", not task={self.task}")
+            if given is not None and not Path(given).is_file():
+                raise ValueError(f"--{key} {given}: no such file")
 
 
 def build_parser() -> ArgumentParser:
@@ -93,19 +116,31 @@ def run_generate(cfg: GenerateConfig) -> list[Path]:
     cond = encode_prompts(text, prompt_texts(specs, caption_style(cfg.caption_style, model.cfg)), cfg.sampler)
     del text  # umT5-xxl is large; it is not needed once the prompts are embedded
     video_vae, audio_vae = cfg.encoders.video(device), cfg.encoders.audio(device)
+    given_video = None if cfg.video is None else encode_given_video(video_vae, cfg.video, geometry)
+    given_audio = None if cfg.audio is None else encode_given_audio(audio_vae, cfg.audio, geometry)
 
     written: list[Path] = []
     rows = []
     for i, spec in enumerate(specs):
         start = time.perf_counter()
         sampler = dataclasses.replace(cfg.sampler, seed=cfg.sampler.seed + i)
+        if spec.image is not None and given_video is not None:
+            raise ValueError(f"prompt {i + 1} gives image {spec.image}, but task=video_to_audio keeps the given video")
         first = None if spec.image is None else encode_first_frame(video_vae, spec.image, geometry)
         video, audio = generate_latents(
             model, cond.select(slice(i, i + 1)), geometry, sampler, device,
             first_frame=first, num_layers=tower.num_layers, dtype=dtype,
+            given_video=given_video, given_audio=given_audio,
         )
-        (clip,) = decode_clips(video_vae, audio_vae, video, audio, geometry.fps)
-        path = write_clip(clip, out / clip_file_name(i, spec.text))
+        path = out / clip_file_name(i, spec.text)
+        if cfg.task == "video_to_audio":
+            path = with_given_stream(cfg.video, "video", path, audio=audio_vae.decode(audio)[0].float())
+        elif cfg.task == "audio_to_video":
+            frames = VideoVAE.to_uint8(video_vae.decode(video))[0].cpu()
+            path = with_given_stream(cfg.audio, "audio", path, frames=frames, fps=geometry.fps)
+        else:
+            (clip,) = decode_clips(video_vae, audio_vae, video, audio, geometry.fps)
+            path = write_clip(clip, path)
         written.append(path)
         rows.append({"file": path.name, "text_prompt": spec.text, "image_path": spec.image or "", "seed": sampler.seed})
         print(f"[{i + 1}/{len(specs)}] {path} ({time.perf_counter() - start:.1f} s)", flush=True)

@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ovi_pl.media.av_clip import resize_for_crop
-from ovi_pl.encoders import VideoVAE
+from ovi_pl.media.audio import load_audio
+from ovi_pl.media.av_clip import read_video, resize_for_crop
+from ovi_pl.encoders import AudioVAE, VideoVAE
+from ovi_pl.data.geometry import AUDIO_SAMPLES_PER_LATENT
 from ovi_pl.generation.components import (
     AUDIO_SAMPLE_RATE,
     AudioDecoder,
@@ -68,6 +70,27 @@ def encode_first_frame(vae: VideoVAE, image: str | os.PathLike[str], geometry: C
     return vae.encode(load_image(image, geometry))
 
 
+def encode_given_video(vae: VideoVAE, video: str | os.PathLike[str], geometry: ClipGeometry) -> Tensor:
+    """The clean video latent [1, 48, F', H', W'] of `video`'s first geometry.num_frames frames at
+    geometry.fps, resized to cover the frame and centre-cropped (video-to-audio)."""
+    if not isinstance(vae, VideoVAE):
+        raise ValueError("video-to-audio needs the real video VAE to encode the video; set encoders.video_vae")
+    frames = read_video(video, geometry.num_frames, geometry.fps, size=(geometry.height, geometry.width))
+    return vae.encode(torch.from_numpy(frames)[None])
+
+
+def encode_given_audio(vae: AudioVAE, audio: str | os.PathLike[str], geometry: ClipGeometry) -> Tensor:
+    """The clean audio latent [1, L, 20] of `audio`'s first geometry.audio_latents latents at 16 kHz
+    mono, padded with silence when it is shorter (audio-to-video)."""
+    if not isinstance(vae, AudioVAE):
+        raise ValueError("audio-to-video needs the real audio VAE to encode the audio; set encoders.audio_vae "
+                         "and encoders.vocoder")
+    samples = geometry.audio_latents * AUDIO_SAMPLES_PER_LATENT
+    wave = torch.from_numpy(load_audio(audio, AUDIO_SAMPLE_RATE, duration_s=samples / AUDIO_SAMPLE_RATE))
+    wave = torch.nn.functional.pad(wave[:samples], (0, max(0, samples - wave.shape[0])))
+    return vae.encode(wave[None])[:, : geometry.audio_latents]
+
+
 def generate_latents(
     model: nn.Module,
     cond: Conditioning,
@@ -77,9 +100,12 @@ def generate_latents(
     first_frame: Tensor | None = None,
     num_layers: int | None = None,
     dtype: torch.dtype | None = None,
+    given_video: Tensor | None = None,
+    given_audio: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Latents for a batch of prompts; seed cfg.seed + i for prompt i, so a clip does not depend on
-    which prompts share its batch."""
+    which prompts share its batch. given_video / given_audio [1, ...]: a clean latent every prompt
+    is conditioned on (video-to-audio / audio-to-video)."""
     videos, audios = [], []
     for i in range(cond.video.shape[0]):
         video_noise, audio_noise = initial_noise(
@@ -88,7 +114,7 @@ def generate_latents(
         frame = None if first_frame is None else first_frame[i : i + 1]
         v, a = sample(
             model, video_noise, audio_noise, cond.select(slice(i, i + 1)).to(device, dtype), cfg,
-            first_frame=frame, num_layers=num_layers, dtype=dtype,
+            first_frame=frame, num_layers=num_layers, dtype=dtype, given_video=given_video, given_audio=given_audio,
         )
         videos.append(v)
         audios.append(a)
