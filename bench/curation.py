@@ -102,21 +102,22 @@ def stage_inputs(tmp: Path, media: Path | None) -> tuple[list[dict], str]:
     return rows, f"{what}: {', '.join(sizes)}"
 
 
-def bench_stages(repeats: int, media: Path | None, overrides: dict) -> None:
+# The old path: every stage decodes the transcoded clip itself (no frame cache).
+OLD_PATH = {"transcode.frame_cache_width": None}
+
+
+def bench_stages(repeats: int, media: Path | None, overrides: dict, with_cache: bool) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     core = cpus[-1]
     os.sched_setaffinity(0, {core})  # ffmpeg children inherit it
     try:
-        _bench_stages(repeats, media, core, len(cpus), overrides)
+        _bench_stages(repeats, media, core, len(cpus), overrides, with_cache)
     finally:
         os.sched_setaffinity(0, set(cpus))
 
 
-def _bench_stages(repeats: int, media: Path | None, core: int, num_cpus: int, overrides: dict) -> None:
-    from curation.preflight import load_config
-    from curation.pipeline import RunPaths, build_stages
-    from curation.stage import KEPT
-
+def _bench_stages(repeats: int, media: Path | None, core: int, num_cpus: int, overrides: dict,
+                  with_cache: bool) -> None:
     try:
         import torch
 
@@ -125,45 +126,84 @@ def _bench_stages(repeats: int, media: Path | None, core: int, num_cpus: int, ov
         pass
     with tempfile.TemporaryDirectory(prefix="bench-curation-stages-") as tmp_name:
         tmp = Path(tmp_name)
-        config = load_config(REPO / "configs" / "curation.yaml", {**overrides, "output.dir": str(tmp / "out")})
-        stages = build_stages(config, RunPaths(tmp / "out"))
         rows, what = stage_inputs(tmp, media)
         print(f"stage inputs: {what}")
         print(f"pinned to CPU {core} of {num_cpus}; {repeats} timed passes over the rows after one untimed warm-up "
               "call; setup() timed apart")
-        results = []
-        for stage in stages:
-            kept = [r for r in rows if r.get("status", KEPT) == KEPT]
-            if not kept:
-                print(f"{stage.name}: no rows left to process (all rejected before it)")
-                break
-            t0 = time.perf_counter()
-            stage.setup()
-            setup_s = time.perf_counter() - t0
-            stage.process_batch([kept[0]])  # warm-up: lazy imports, first-call caches
-            out, wall, cpu, n = [], 0.0, 0.0, 0
-            for rep in range(repeats):
-                for row in kept:
-                    c0, w0 = _cpu_seconds(), time.perf_counter()
-                    result = stage.process_batch([row])
-                    wall += time.perf_counter() - w0
-                    cpu += _cpu_seconds() - c0
-                    n += 1
-                    if rep == 0:
-                        out += result
-            rejected = [f"{r.get('reason')}" for r in out if r.get("status") != KEPT]
-            results.append((stage.name, n, wall, cpu, setup_s, rejected))
-            rows = out
-        print()
-        print(f"{'stage':<10} {'clips':>5} {'clips/s (1 core, wall)':>23} {'CPU ms/clip':>12} {'clips per CPU-s':>16} "
-              f"{'setup s':>8}  rejected")
-        total_cpu = 0.0
-        for name, n, wall, cpu, setup_s, rejected in results:
-            total_cpu += cpu / n
-            print(f"{name:<10} {n:>5} {_rate(n / wall):>23} {1000 * cpu / n:>12.1f} "
-                  f"{_rate(n / cpu) if cpu else 'inf':>16} {setup_s:>8.2f}  {', '.join(rejected) or '-'}")
-        print(f"{'all CPU stages':<16} CPU s/clip {total_cpu:.2f} -> {1 / total_cpu:.3f} clips/s per core "
-              f"({3600 / total_cpu:.0f} clips/h per core)")
+        variants = [("old (no frame cache)", {**overrides, **OLD_PATH})]
+        if with_cache:
+            variants.append(("new (frame cache)", overrides))
+        totals, finals = [], []
+        for i, (label, settings) in enumerate(variants):
+            results, final = _run_stages(rows, {**settings, "output.dir": str(tmp / f"out{i}")}, repeats)
+            totals.append(_print_stage_table(label, results))
+            finals.append(final)
+        if len(variants) == 2:
+            old, new = totals
+            print(f"\nnew / old clips/s per core (CPU time): {old / new:.2f}x")
+            _compare_decisions(*finals)
+
+
+def _run_stages(rows: list[dict], overrides: dict, repeats: int) -> tuple[list[tuple], list[dict]]:
+    """Each stage on the rows the previous one kept; (per-stage figures, every clip's last row: rejected or
+    packaged)."""
+    from curation.preflight import load_config
+    from curation.pipeline import RunPaths, build_stages
+    from curation.stage import KEPT
+
+    config = load_config(REPO / "configs" / "curation.yaml", overrides)
+    results, rejected_rows = [], []
+    for stage in build_stages(config, RunPaths(Path(overrides["output.dir"]))):
+        rejected_rows += [r for r in rows if r.get("status", KEPT) != KEPT]
+        kept = [r for r in rows if r.get("status", KEPT) == KEPT]
+        if not kept:
+            print(f"{stage.name}: no rows left to process (all rejected before it)")
+            break
+        t0 = time.perf_counter()
+        stage.setup()
+        setup_s = time.perf_counter() - t0
+        stage.process_batch([kept[0]])  # warm-up: lazy imports, first-call caches
+        out, wall, cpu, n = [], 0.0, 0.0, 0
+        for rep in range(repeats):
+            for row in kept:
+                c0, w0 = _cpu_seconds(), time.perf_counter()
+                result = stage.process_batch([row])
+                wall += time.perf_counter() - w0
+                cpu += _cpu_seconds() - c0
+                n += 1
+                if rep == 0:
+                    out += result
+        rejected = [f"{r.get('reason')}" for r in out if r.get("status") != KEPT]
+        results.append((stage.name, n, wall, cpu, setup_s, rejected))
+        rows = out
+    return results, rejected_rows + rows
+
+
+def _print_stage_table(label: str, results: list[tuple]) -> float:
+    """Print one path's table; return its CPU seconds per clip over all stages."""
+    print(f"\n{label}")
+    print(f"{'stage':<10} {'clips':>5} {'clips/s (1 core, wall)':>23} {'CPU ms/clip':>12} {'clips per CPU-s':>16} "
+          f"{'setup s':>8}  rejected")
+    total_cpu = 0.0
+    for name, n, wall, cpu, setup_s, rejected in results:
+        total_cpu += cpu / n
+        print(f"{name:<10} {n:>5} {_rate(n / wall):>23} {1000 * cpu / n:>12.1f} "
+              f"{_rate(n / cpu) if cpu else 'inf':>16} {setup_s:>8.2f}  {', '.join(rejected) or '-'}")
+    print(f"{'all CPU stages':<16} CPU s/clip {total_cpu:.2f} -> {1 / total_cpu:.3f} clips/s per core "
+          f"({3600 / total_cpu:.0f} clips/h per core)")
+    return total_cpu
+
+
+def _compare_decisions(old: list[dict], new: list[dict]) -> None:
+    """Per clip: the decision (stage and reason where rejected) and every score, old path against new."""
+    print("\nper clip, old -> new: decision; scores that differ")
+    for a, b in zip(sorted(old, key=lambda r: r["key"]), sorted(new, key=lambda r: r["key"])):
+        decision = [f"{r.get('status')}" + (f" ({r.get('stage')}: {r.get('reason')})" if r.get("reason") else "")
+                    for r in (a, b)]
+        sa, sb = a.get("scores", {}), b.get("scores", {})
+        diffs = [f"{k} {sa.get(k)} -> {sb.get(k)}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]
+        print(f"  {a['key']}: {decision[0]}" + ("" if decision[0] == decision[1] else f" -> {decision[1]}")
+              + f"; {', '.join(diffs) or 'same scores'}")
 
 
 def _rate(x: float) -> str:
@@ -368,6 +408,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep the pipeline runs' files under this dir")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for the stage figures, e.g. filters.area.min_area=50000 (YAML value)")
+    parser.add_argument("--no-frame-cache", action="store_true",
+                        help="stage figures for the old path only (every stage decodes the clip); by default the "
+                             "old and the new path (frame cache) run side by side")
     parser.add_argument("--skip-stages", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
     args = parser.parse_args()
@@ -375,7 +418,7 @@ def main() -> None:
         import yaml
 
         overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.set)}
-        bench_stages(args.repeats, args.media, overrides)
+        bench_stages(args.repeats, args.media, overrides, not args.no_frame_cache)
         print()
     if not args.skip_pipeline:
         bench_pipeline(args.inputs, args.size, args.num_cpus, args.interval, args.keep)

@@ -13,6 +13,7 @@ An input goes through two steps:
 """
 from __future__ import annotations
 
+import glob
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,9 +194,9 @@ class OutputCollector:
 
 def _remove_work_files(row: Row, clips_dir: Path | None = None) -> None:
     """Delete a sample row's work files: those it names and, given `clips_dir`, those its key names there."""
-    for name in ("mp4_path", "flac_path"):
+    for name in ("mp4_path", "flac_path", "frames_path"):
         if row.get(name):
             Path(row[name]).unlink(missing_ok=True)
     if clips_dir is not None and row.get("key"):
-        for suffix in (".mp4", ".flac"):
-            (clips_dir / f"{row['key']}{suffix}").unlink(missing_ok=True)
+        for stale in clips_dir.glob(f"{glob.escape(row['key'])}.*"):  # .mp4, .flac, .frames.mov
+            stale.unlink(missing_ok=True)

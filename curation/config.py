@@ -130,6 +130,11 @@ class TranscodeConfig(_Section):
                     "veryslow"] = "veryfast"
     audio_bitrate_kbps: _PosInt = 192
     timeout_s: _PosFloat = 600.0
+    # Width of the frame cache transcode writes beside each clip (MJPEG, deleted with the clip's work files):
+    # the stages that look at frames (motion, the sync judges, aesthetic, caption frames) decode it instead
+    # of the clip when it is at least as wide as they need (bench/RESULTS.md). 640 covers every default
+    # (mouth judge 640, motion 320, captions 512, aesthetic 640, onset 96); None writes none.
+    frame_cache_width: Annotated[int, Field(ge=16)] | None = 640
 
 
 class AreaFilter(_Section):
@@ -163,6 +168,9 @@ class AestheticFilter(_Section):
     clip_weights: Path | None = Field(None, description="open_clip state dict (.pt/.bin/.safetensors) of clip_model")
     head_weights: Path | None = Field(None, description="LAION aesthetic MLP state dict (sac+logos+ava1-l14-linearMSE.pth)")
     num_frames: Annotated[int, Field(ge=1, le=32)] = 3
+    # Frames are read at this width (CLIP resizes their short side to 224 px); <= transcode.frame_cache_width
+    # reads them from the frame cache.
+    frame_width: Annotated[int, Field(ge=224, le=4096)] = 640
     actors: _PosInt = 1
     gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
     batch_size: _PosInt = 8

@@ -46,6 +46,7 @@ class ClipRow(InputRow, total=False):
     end_s: float
     mp4_path: str                    # transcode: work files
     flac_path: str
+    frames_path: str                 # transcode: the frame cache (ovi_pl.media.frames.frame_source)
     video: dict[str, int]            # transcode: width, height, num_frames
     speech_spans: list[tuple[float, float]]   # vad
     transcript: dict[str, Any] | None         # asr: data_specs.Transcript

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ovi_pl.media.frames import sample_frames  # ffmpeg and numpy only: imports in .venv-models too
+from ovi_pl.media.frames import frame_source, sample_frames  # ffmpeg and numpy only: imports in .venv-models too
 
 from ..config import AestheticFilter
 from ..stage import Resources, Row, Stage
@@ -96,7 +96,9 @@ class AestheticFilterStage(Stage):
     def process_batch(self, rows: list[Row]) -> list[Row]:
         out = []
         for row in rows:
-            frames = sample_frames(row["mp4_path"], self.config.num_frames, pix_fmt="rgb24")
+            source, _ = frame_source(row["mp4_path"], row.get("frames_path"), width=self.config.frame_width,
+                                     num_frames=row.get("video", {}).get("num_frames"))
+            frames = sample_frames(source, self.config.num_frames, width=self.config.frame_width, pix_fmt="rgb24")
             score = round(self.score(frames), 4)
             if score < self.config.min_score:
                 out.append(self.reject(row, "low_aesthetic", f"aesthetic {score:.2f} < filters.aesthetic.min_score "

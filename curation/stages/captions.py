@@ -53,11 +53,15 @@ class CaptionStage(Stage):
         from ..captioning.prompt import CaptionRequest, sample_frames_jpeg, wav_bytes
         from ..captioning.checker import transcript_sentences
         from ovi_pl.media.audio import load_audio
+        from ovi_pl.media.frames import frame_source
 
         transcript = row.get("transcript") or {}
         sentences = transcript_sentences([s["text"] for s in transcript.get("segments", []) if s.get("text")])
-        frames = sample_frames_jpeg(row["mp4_path"], self.config.num_frames, self.config.frame_width) \
-            if row.get("mp4_path") else []
+        frames = []
+        if row.get("mp4_path"):
+            source, _ = frame_source(row["mp4_path"], row.get("frames_path"), width=self.config.frame_width,
+                                     num_frames=row.get("video", {}).get("num_frames"))
+            frames = sample_frames_jpeg(source, self.config.num_frames, self.config.frame_width)
         audio_src = row.get("flac_path") or row.get("mp4_path")
         wav = wav_bytes(load_audio(audio_src)) if audio_src else None
         return CaptionRequest(frames, sentences, wav, audio_description(row), self.config.style)

@@ -1,21 +1,23 @@
 """Motion filter: mean Farneback optical flow on a few downscaled frame pairs; static clips are dropped."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from ovi_pl.media.frames import frame_count, pick_frames, video_info
+from ovi_pl.media.frames import VideoInfo, frame_count, frame_source, pick_frames, video_info
 
 from ..config import MotionFilter
 from ..stage import Row, Stage
 
 
-def motion_score(path: str, num_pairs: int, resize_width: int) -> float:
-    """Mean flow magnitude (pixels per frame at `resize_width`) over `num_pairs` evenly spaced consecutive pairs."""
+def motion_score(path: str | Path, num_pairs: int, resize_width: int, info: VideoInfo | None = None) -> float:
+    """Mean flow magnitude (pixels per frame at `resize_width`) over `num_pairs` evenly spaced consecutive pairs.
+    info: the file's `video_info`, where the caller has it."""
     import cv2
 
-    info = video_info(path)
+    info = info or video_info(path)
     total = frame_count(path, info)
     if total < 2:
         raise RuntimeError(f"{path} has {total} frames; motion needs at least 2")
@@ -44,7 +46,9 @@ class MotionFilterStage(Stage):
         out = []
         c = self.config
         for row in rows:
-            score = round(motion_score(row["mp4_path"], c.num_pairs, c.resize_width), 4)
+            source, info = frame_source(row["mp4_path"], row.get("frames_path"), width=c.resize_width,
+                                        num_frames=row.get("video", {}).get("num_frames"))
+            score = round(motion_score(source, c.num_pairs, c.resize_width, info), 4)
             if score < c.min_motion:
                 out.append(self.reject(row, "static", f"motion {score:.3f} px/frame < filters.motion.min_motion "
                                        f"{c.min_motion}", motion=score))

@@ -12,6 +12,7 @@ inputs manifest (`{"path": ..., "caption": ...}`); a clip with neither is reject
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import ClassVar
 
 from data_specs import SCHEMA_VERSION, SampleMetaError, parse_sample_meta
@@ -49,6 +50,9 @@ class PackageSamples(Stage):
     def process_batch(self, rows: list[Row]) -> list[Row]:
         out = []
         for row in rows:
+            if row.get("frames_path"):
+                # No stage after this one reads frames, and the frame cache is no shard member.
+                Path(row["frames_path"]).unlink(missing_ok=True)
             if row.get("record_type") == "audio_clip":
                 row = {**row, "caption": segment_caption(row.get("caption"), row.get("transcript"))}
             if not (row.get("caption") or "").strip():

@@ -33,7 +33,9 @@ class AVSyncStage(Stage):
         from ovi_pl.sync.faces import HaarFaceDetector
 
         if self._detector is None:
-            self._detector = HaarFaceDetector()
+            # Faces under the mouth judge's min_face_size make no track it keeps: not looked for (the
+            # cascade's smallest scales are its dearest; the sample clips' judgements are unchanged).
+            self._detector = HaarFaceDetector(min_size=int(self.config.mouth.min_face_size))
 
     def process_batch(self, rows: list[Row]) -> list[Row]:
         self.setup()
@@ -41,26 +43,31 @@ class AVSyncStage(Stage):
 
     def _judge(self, row: ClipRow) -> ClipRow:
         from ovi_pl.media.audio import load_audio
+        from ovi_pl.media.frames import frame_source
         from ovi_pl.sync.mouth import MouthSettings, judge_clip
         from ovi_pl.sync.onset import clip_onset_estimate
 
         c = self.config
         audio = load_audio(row.get("flac_path") or row["mp4_path"])
         num_faces = 0
+        # Both judges decode the clip's frame cache where it is wide enough for them.
+        widths = [w for on, w in ((c.mouth.enabled, c.mouth.frame_width), (c.onset.enabled, c.onset.motion_width)) if on]
+        video, info = frame_source(row["mp4_path"], row.get("frames_path"), width=max(widths, default=None),
+                                   num_frames=row.get("video", {}).get("num_frames"))
         method, verified, offset, confidence = "none", False, None, None
         if c.mouth.enabled:
             m = c.mouth
             settings = MouthSettings(frame_width=m.frame_width, min_track_frames=m.min_track_frames,
                                      detect_every=m.detect_every, min_face_size=m.min_face_size,
                                      max_lag=c.max_lag_frames)
-            judged = judge_clip(row["mp4_path"], audio, self._detector, settings=settings)
+            judged = judge_clip(video, audio, self._detector, settings=settings, info=info)
             if judged is not None:
                 num_faces = judged.num_faces
                 method, offset, confidence = "mouth", judged.offset, judged.confidence
                 verified = judged.confidence >= m.min_confidence
         if method == "none" and c.onset.enabled:
-            est = clip_onset_estimate(row["mp4_path"], audio, max_lag=c.max_lag_frames,
-                                      motion_width=c.onset.motion_width)
+            est = clip_onset_estimate(video, audio, max_lag=c.max_lag_frames, motion_width=c.onset.motion_width,
+                                      info=info)
             method, offset, confidence = "onset", est.offset, est.confidence
             verified = est.confidence >= c.onset.min_confidence
         scores = {} if offset is None else {"sync_offset": float(offset), "sync_confidence": round(confidence, 4)}

@@ -7,6 +7,7 @@ from typing import ClassVar
 from data_specs.geometry import target_size
 
 from ..config import ClipConfig, TranscodeConfig
+from ovi_pl.media.frames import frame_cache_args
 from ovi_pl.media.tools import FFMPEG, count_video_frames, ffprobe_json, run_tool
 from ..stage import Row, Stage
 from ..thumbnails import StripOutput, work_thumbs_dir
@@ -15,6 +16,7 @@ from ..thumbnails import StripOutput, work_thumbs_dir
 # Audio that starts after the picture (a container offset) keeps its place: aresample pads the gap from
 # time 0 with silence instead of letting the first sample move to 0; apad + -t make it last the clip.
 _ALIGNED_AUDIO = "aresample=async=1:first_pts=0,apad"
+FRAME_CACHE_SUFFIX = ".frames.mov"
 
 
 class TranscodeClips(Stage):
@@ -48,6 +50,11 @@ class TranscodeClips(Stage):
         video_filters = f"fps={c.fps},{self._size_filter(row)}"
         # The report's thumbnail strip, from the frames this command decodes anyway.
         strip = StripOutput(work_thumbs_dir(out_dir) / f"{row['key']}.jpg", c.num_frames, video_filters)
+        # The frame cache the later stages decode instead of the clip (ovi_pl.media.frames.frame_source):
+        # one more output of the frames this command decodes anyway.
+        cache = out_dir / f"{row['key']}{FRAME_CACHE_SUFFIX}" if t.frame_cache_width else None
+        cache_args = frame_cache_args(cache, t.frame_cache_width, c.num_frames, video_filters) if cache else []
+        work_files = [mp4, flac, *([cache] if cache else [])]
         args = [FFMPEG, "-v", "error", "-nostdin", "-y", "-ss", f"{row['start_s']:.6f}", "-i", row["path"], *silence,
                 "-map", "0:v:0", "-map", audio,
                 "-vf", f"{video_filters},format=yuv420p",
@@ -55,7 +62,7 @@ class TranscodeClips(Stage):
                 "-af", _ALIGNED_AUDIO, "-t", seconds, "-c:a", "aac", "-b:a", f"{t.audio_bitrate_kbps}k",
                 "-movflags", "+faststart", str(mp4),
                 "-map", audio, "-vn", "-af", _ALIGNED_AUDIO, "-t", seconds, "-ac", "1", "-ar", str(c.audio_sample_rate),
-                "-sample_fmt", "s16", "-c:a", "flac", str(flac), *strip.args()]
+                "-sample_fmt", "s16", "-c:a", "flac", str(flac), *strip.args(), *cache_args]
         # Whatever fails (ffmpeg, a short clip, the checks after), nothing of this clip stays in the work dir.
         try:
             run_tool(args, t.timeout_s)
@@ -64,16 +71,16 @@ class TranscodeClips(Stage):
             if frames != c.num_frames:
                 # The source ran out of decodable frames before its declared end: damaged inside (the probe
                 # stage rejects files cut off at the end) or timestamps that jump (variable frame rate).
-                _unlink(mp4, flac)
+                _unlink(*work_files)
                 return self.reject(row, "short_clip", f"the source gave {frames} of the clip's {c.num_frames} "
                                    f"frames from {row['start_s']:.2f} s: its video is damaged or its timestamps "
                                    "jump there; re-encode it at a constant frame rate if it plays")
             video = next(s for s in ffprobe_json(mp4)["streams"] if s["codec_type"] == "video")
         except BaseException:
             strip.discard()
-            _unlink(mp4, flac)
+            _unlink(*work_files)
             raise
-        return {**row, "mp4_path": str(mp4), "flac_path": str(flac),
+        return {**row, "mp4_path": str(mp4), "flac_path": str(flac), **({"frames_path": str(cache)} if cache else {}),
                 "video": {"width": int(video["width"]), "height": int(video["height"]), "num_frames": frames}}
 
 

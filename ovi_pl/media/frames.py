@@ -10,6 +10,7 @@ are decoded in-process by `ovi_pl.media.av_clip`.
 """
 from __future__ import annotations
 
+import logging
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,7 @@ import numpy as np
 from .tools import FFMPEG, MediaToolError, count_video_frames, ffprobe_json, parse_rate
 
 _CHANNELS = {"bgr24": 3, "rgb24": 3, "gray": 1}
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,3 +184,43 @@ def sample_frames(path: str | Path, count: int, *, width: int | None = None,
         raise ValueError(f"{path}: ffmpeg decoded no video frames")
     last = picked[max(picked)]
     return [picked.get(i, last) for i in picks]
+
+
+def frame_source(clip: str | Path, cache: str | Path | None = None, *, width: int | None,
+                 num_frames: int | None = None) -> tuple[Path, VideoInfo]:
+    """The file to decode the clip's frames from, with its `video_info`: the clip's frame cache when it can
+    stand in for the clip at `width`, else the clip itself.
+
+    A frame cache is a small copy of the clip's frames that curation's transcode writes beside the clip
+    (same frames and rate, scaled down, MJPEG): decoding it costs a fraction of decoding the clip. It
+    stands in when it exists, is at least `width` wide (None asks for the clip's own size: never the
+    cache; a clip narrower than `width` has a cache as narrow, and is decoded) and holds `num_frames`
+    frames where the caller knows the clip's count. Otherwise the clip is decoded: the cache is only a
+    faster way to the same frames, so a missing or damaged one costs time, never the clip. A damaged one
+    (unreadable, or another frame count) is logged as a warning naming it.
+    """
+    if cache is not None and width is not None and Path(cache).is_file():
+        try:
+            info = video_info(cache)
+        except (MediaToolError, ValueError) as exc:
+            _log.warning(f"frame cache {cache} is unreadable ({exc}); decoding {clip} instead")
+        else:
+            if num_frames is not None and info.num_frames != num_frames:
+                _log.warning(f"frame cache {cache} holds {info.num_frames} frames where the clip has {num_frames}; "
+                             f"decoding {clip} instead")
+            elif info.width >= width:
+                return Path(cache), info
+    return Path(clip), video_info(clip)
+
+
+def frame_cache_args(dest: str | Path, width: int, num_frames: int, video_filters: str = "",
+                     quality: int = 3) -> list[str]:
+    """ffmpeg output arguments that write a frame cache (see `frame_source`) of input 0's first video stream:
+    `video_filters` (the clip's own, so its frames are the clip's), scaled to `width` wide (never up),
+    `num_frames` frames as MJPEG in a .mov (whose header states the frame count `frame_source` checks).
+
+    MJPEG decodes at a fraction of H.264's cost; `quality` is ffmpeg's -q:v (2 best .. 31).
+    """
+    scale = f"scale='min({width},iw)':-2:flags=area"
+    return ["-map", "0:v:0", "-vf", ",".join(f for f in (video_filters, scale) if f), "-frames:v", str(num_frames),
+            "-an", "-c:v", "mjpeg", "-q:v", str(quality), "-f", "mov", str(dest)]

@@ -10,10 +10,14 @@ that lag (about 0 when sound and motion are unrelated).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .lag import LagEstimate, audio_windows, best_lag, lag_correlation
+
+if TYPE_CHECKING:
+    from ovi_pl.media.frames import VideoInfo
 
 
 def audio_onset_envelope(audio: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
@@ -40,12 +44,14 @@ def onset_estimate(onsets: np.ndarray, motion: np.ndarray, max_lag: int) -> LagE
 
 
 def clip_onset_estimate(video: str | Path, audio: np.ndarray, sample_rate: int = 16000, max_lag: int = 15,
-                        motion_width: int = 96) -> LagEstimate:
-    """The onset judge on one clip file and its mono audio."""
+                        motion_width: int = 96, info: VideoInfo | None = None) -> LagEstimate:
+    """The onset judge on one clip file (or its frame cache) and its mono audio. info: the file's
+    `video_info`, where the caller has it."""
     from ovi_pl.media.frames import read_frames, video_info
 
-    fps = video_info(video).fps
+    info = info or video_info(video)
+    fps = info.fps
     if not fps:
         raise ValueError(f"{video}: the video stream declares no frame rate")
-    motion = frame_motion(read_frames(video, width=motion_width, pix_fmt="gray"))
+    motion = frame_motion(read_frames(video, width=motion_width, pix_fmt="gray", info=info))
     return onset_estimate(audio_onset_envelope(audio, sample_rate, fps, len(motion)), motion, max_lag)
