@@ -48,15 +48,17 @@ def write_av_mp4(
         vstream.width, vstream.height = int(frames.shape[3]), int(frames.shape[2])
         vstream.pix_fmt = "yuv420p"
         vstream.options = {"crf": str(crf)}
+        # Every stream is added before the first packet is muxed (that writes the header).
+        astream = None if audio is None else container.add_stream("aac", rate=sample_rate)
+        if astream is not None:
+            astream.layout = "mono"
         for image in video_np:
             for packet in vstream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
                 container.mux(packet)
         for packet in vstream.encode(None):
             container.mux(packet)
-        if audio is None:
+        if astream is None:
             return path
-        astream = container.add_stream("aac", rate=sample_rate)
-        astream.layout = "mono"
         audio_np = audio.float().clamp(-1, 1).cpu().numpy().reshape(1, -1)
         # One float-planar frame; the encoder splits it into its own frame size.
         aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio_np, dtype=np.float32), format="fltp", layout="mono")
