@@ -58,6 +58,12 @@ def evaluate(argv: list[str]) -> None:
     evaluate_main(argv[1:])
 
 
+def lineage(argv: list[str]) -> None:
+    from ovi_pl.lineage_cli import main as lineage_main
+
+    lineage_main(argv[1:])
+
+
 # name -> (handler taking the full argv, help). Handlers parse their own options.
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {
     "fit": (training, "train: python -m ovi_pl fit --config configs/fusion.yaml (LightningCLI)"),
@@ -66,6 +72,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {
     "export": (export, "write a training checkpoint as one safetensors file (Ovi's key format for fusion runs)"),
     "generate": (generate, "sample mp4 clips with sound from a checkpoint: python -m ovi_pl generate --config configs/generate.yaml"),
     "evaluate": (evaluate, "score a folder of clips (Sync-C/D, CLIP, CLAP) and log a table to MLflow"),
+    "lineage": (lineage, "trace exported weights back to their MLflow run and curated datasets"),
     "models": (list_models, "list the named model configs and their parameter counts"),
     "demo": (demo, "run the end-to-end CPU demo at the ovi-tiny size"),
 }

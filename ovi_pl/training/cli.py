@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from ovi_pl.models.ovi.config import get_model_config
 from ovi_pl.training import modules  # noqa: F401  (registers the checkpoint metadata's dataclasses for torch.load)
+from ovi_pl.training.lineage import DatasetLineageCallback
 from ovi_pl.training.mlflow_logger import ResumableMLFlowLogger
 
 # Our blocks add their sublayers' outputs out of place, so FSDP2's advice about in-place ops on
@@ -62,7 +63,9 @@ class OviCLI(LightningCLI):
         config = self.config[self.subcommand]
         if config["trainer"].get("logger") in (None, True):
             kwargs["logger"] = _embedded_mlflow_logger(config, self.subcommand)
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.append(DatasetLineageCallback())  # every run names the curated data it read
+        return trainer
 
 
 def _embedded_mlflow_logger(config: Any, subcommand: str) -> ResumableMLFlowLogger:

@@ -16,7 +16,10 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch import nn
 
-from ovi_pl.models.ovi import DiTTower, OviFusionModel, get_model_config, save_ovi_checkpoint, save_tower
+from ovi_pl.checkpoint_io import save_safetensors
+from ovi_pl.lineage_cli import lineage_metadata
+from ovi_pl.models.ovi import DiTTower, OviFusionModel, get_model_config
+from ovi_pl.models.ovi.state_dict_adapter import ours_to_ovi
 from ovi_pl.training.ema import ema_key
 from ovi_pl.training.lora import inject_lora, merge_lora
 
@@ -60,10 +63,14 @@ def _unprefix(key: str) -> str:
 
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path, ema: bool = False) -> Path:
+    """Write the checkpoint's model to `output`; its metadata names the MLflow run and the datasets
+    it was trained on (`ovi_pl/lineage_cli.py`)."""
     model = load_training_checkpoint(checkpoint, ema=ema)
-    if isinstance(model, OviFusionModel):
-        return save_ovi_checkpoint(model, output)
-    return save_tower(model, output)
+    meta = torch.load(Path(checkpoint) / "meta.pt", map_location="cpu", weights_only=True)
+    metadata = lineage_metadata(meta)
+    # Ovi's key format for a fusion model (what save_ovi_checkpoint writes); a tower keeps ours.
+    state = ours_to_ovi(model.state_dict()) if isinstance(model, OviFusionModel) else model.state_dict()
+    return save_safetensors(state, output, metadata=metadata)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
