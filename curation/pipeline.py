@@ -20,6 +20,8 @@ import socket
 import time
 from typing import Any, Iterator
 
+from data_specs.lineage import write_dataset_file
+
 from .cluster import check_stages_fit, init_ray
 from .collector import OutputCollector, RunPaths
 from .config import CurationConfig
@@ -127,8 +129,17 @@ def run(config: CurationConfig) -> dict[str, Any]:
         summary = write_report(accounting, paths.report, _thresholds(config))
         summary["seconds"] = round(time.time() - t0, 1)
         summary["shards"] = len(list(paths.shards.glob("shard-*.tar")))
+        summary["dataset_id"] = write_lineage(config, paths, summary)
         _log_counts(summary, paths)
     return summary
+
+
+def write_lineage(config: CurationConfig, paths: RunPaths, summary: dict[str, Any]) -> str:
+    """Write the shard set's `dataset.json` (data_specs.lineage) beside its tars, where training finds it
+    from the shard URLs alone; return its dataset id."""
+    settings = _product_settings(config)
+    settings["output"].pop("dir")  # where the data went, not what it is: a moved run keeps its id
+    return write_dataset_file(paths.shards, paths.manifest, settings, summary, paths.root).dataset_id
 
 
 def stream_rows(rows: list[Row], stages: list[Stage], models_python: str | None = None, counters: Any = None,
@@ -270,15 +281,19 @@ def _run_log(paths: RunPaths) -> Iterator[None]:
 def _check_config_unchanged(config: CurationConfig, paths: RunPaths) -> None:
     """Warn when resuming with different settings: finished inputs keep the old settings' results."""
     saved = paths.state / "config.json"
-    # Settings of how the run is operated, not of what it makes, may change between resumes.
-    current = config.model_dump(mode="json", exclude={"ray": True, "output": {"progress_interval_s": True,
-                                                                              "shard_max_wait_s": True}})
+    current = _product_settings(config)
     if saved.exists():
         if json.loads(saved.read_text()) != current:
             log.warning(f"config differs from the one {paths.root} was started with; finished inputs are not "
                         "redone (use a new output.dir to apply new settings everywhere)")
     else:
         saved.write_text(json.dumps(current, indent=2))
+
+
+def _product_settings(config: CurationConfig) -> dict[str, Any]:
+    # Settings of how the run is operated, not of what it makes, may change between resumes.
+    return config.model_dump(mode="json", exclude={"ray": True, "output": {"progress_interval_s": True,
+                                                                          "shard_max_wait_s": True}})
 
 
 def _thresholds(config: CurationConfig) -> dict[str, float]:
