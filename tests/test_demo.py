@@ -42,6 +42,10 @@ def test_both_training_runs_are_in_the_printed_mlflow_store(demo_run):
     assert audio.info.run_name != fusion.info.run_name
     assert {"train/loss_audio", "val/loss"} <= set(audio.data.metrics)
     assert {"train/loss_video", "train/loss_audio", "val/loss", "train/device/samples_per_sec"} <= set(fusion.data.metrics)
+    # The fusion step trains the (random) video tower too: both validation losses fall from step 15 to 30.
+    for loss in ("val/loss_video", "val/loss_audio"):
+        first, last = (m.value for m in sorted(client.get_metric_history(fusion.info.run_id, loss), key=lambda m: m.step))
+        assert last < first, (loss, first, last)
     sampled = client.list_artifacts(fusion.info.run_id, "samples/step_0000015")
     assert len(sampled) == 2 and all(a.path.endswith(".mp4") for a in sampled)
 

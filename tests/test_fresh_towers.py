@@ -8,32 +8,47 @@ import pytest
 import torch
 
 from ovi_pl.models.ovi import DiTTower, get_model_config, save_tower
-from ovi_pl.training.lora import LoraOptions
-from ovi_pl.training.modules import FusionTraining, OptimizerConfig, ParallelConfig, ValidationConfig
+from ovi_pl.training.modules import (
+    FusionTraining,
+    OptimizerConfig,
+    ParallelConfig,
+    ValidationConfig,
+    refuse_frozen_fresh_towers,
+)
 from ovi_pl.training.strategy import FSDP2Strategy
 from ovi_pl.training.synthetic_data import SyntheticLatentDataModule
 
 from conftest import randomize_
 
 
-@pytest.mark.parametrize(("options", "refused"), [
-    ({}, "video and audio tower"),
-    ({"audio_init": "audio_tower.safetensors"}, "the video tower"),
-    ({"video_init": "Wan2.2-TI2V-5B"}, "the audio tower"),
-    ({"video_init": "Wan2.2-TI2V-5B", "audio_init": "audio.safetensors", "freeze_preset": "fusion-fresh-video"}, None),
-    ({"audio_init": "audio_tower.safetensors", "freeze_preset": "fusion-fresh-video"}, None),
-    ({"freeze_preset": "fusion-fresh-video"}, "the audio tower"),
-    ({"freeze_preset": "full"}, None),
-    ({"freeze_preset": "full", "lora": LoraOptions(rank=4)}, "LoRA"),
-    ({"init_checkpoint": "ovi.safetensors", "lora": LoraOptions(rank=4)}, None),
+@pytest.mark.parametrize(("fresh", "preset", "lora", "refused"), [
+    (["video", "audio"], "fusion", False, "video and audio tower"),
+    (["video"], "fusion", False, "the video tower"),
+    (["audio"], "fusion", False, "the audio tower"),
+    ([], "fusion", False, None),
+    (["video"], "fusion-fresh-video", False, None),
+    (["audio"], "fusion-fresh-video", False, "the audio tower"),
+    (["video", "audio"], "full", False, None),
+    (["video"], "full", True, "LoRA"),
+    ([], "full", True, None),
 ])
-def test_a_frozen_zero_head_on_a_fresh_tower_is_refused_naming_the_fix(options, refused):
+def test_a_frozen_zero_head_on_a_fresh_tower_is_refused_naming_the_fix(fresh, preset, lora, refused):
     if refused is None:
-        FusionTraining(model_config="ovi-tiny", **options)  # nothing is loaded before configure_model
+        refuse_frozen_fresh_towers(fresh, preset, lora)
         return
     with pytest.raises(ValueError, match=refused) as err:
-        FusionTraining(model_config="ovi-tiny", **options)
+        refuse_frozen_fresh_towers(fresh, preset, lora)
     assert "model.video_init" in str(err.value) and "fusion-fresh-video" in str(err.value)
+
+
+def test_fit_refuses_a_fresh_video_tower_under_the_fusion_preset_before_building_the_model(tmp_path):
+    module = FusionTraining(model_config="ovi-tiny", freeze_preset="fusion", audio_init="audio_tower.safetensors")
+    assert module.fresh_towers == ["video"]
+    trainer = L.Trainer(accelerator="cpu", devices=1, strategy=FSDP2Strategy(), max_steps=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="the video tower"):
+        trainer.fit(module, datamodule=SyntheticLatentDataModule(num_samples=2, batch_size=2))
+    assert module.model is None  # refused before configure_model built or loaded anything
 
 
 def test_fusion_from_a_fresh_video_tower_moves_every_validation_loss(tmp_path):

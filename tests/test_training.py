@@ -176,7 +176,8 @@ def test_validate_reproduces_the_validation_loss_logged_in_training(two_process_
     # Validation with another learning rate than training used: same weights, same loss; the run
     # keeps its first lr and records the new one as a tag.
     result = run_ovi_pl(two_process_run, "validate", "--config", str(ROOT / "configs/tiny_fusion.yaml"),
-                    "--trainer.devices=2", "--data.num_samples=4", f"--ckpt_path={checkpoint(two_process_run, 8)}")
+                    "--trainer.devices=2", "--data.num_samples=4", "--model.freeze_preset=fusion",
+                    f"--ckpt_path={checkpoint(two_process_run, 8)}")
     assert result.returncode == 0, result.stderr[-6000:]
     revalidated = max(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.timestamp).value
     assert revalidated == pytest.approx(logged, rel=1e-6)

@@ -371,8 +371,7 @@ class FusionTraining(OviTrainingModule):
         _require(video_loss_weight + audio_loss_weight > 0, "model.video_loss_weight and model.audio_loss_weight "
                  "are both 0: nothing would train")
         _require(0.0 <= image_to_video_prob <= 1.0, f"model.image_to_video_prob={image_to_video_prob} must be in [0, 1]")
-        fresh = [tower for tower, init in (("video", video_init), ("audio", audio_init)) if not (init or init_checkpoint)]
-        _refuse_frozen_fresh_towers(fresh, freeze_preset, lora is not None)
+        self.fresh_towers = [t for t, init in (("video", video_init), ("audio", audio_init)) if not (init or init_checkpoint)]
         self.tasks = TaskMix.parse(task if isinstance(task, str) else dict(task))
         self.loss_balancer = LossBalancer(
             {"video": video_loss_weight, "audio": audio_loss_weight}, loss_balance, loss_balance_decay
@@ -388,6 +387,12 @@ class FusionTraining(OviTrainingModule):
         # LoRA: adapters on the attention projections train, every base weight stays frozen
         # (freeze_preset is not used); exports merge the adapters (training/lora.py).
         self.lora = lora
+
+    def setup(self, stage: str) -> None:
+        # Before configure_model builds or loads anything. Only for fit: validate and test take
+        # their weights from a checkpoint.
+        if stage == "fit":
+            refuse_frozen_fresh_towers(self.fresh_towers, self.freeze_preset, self.lora is not None)
 
     def build_model(self) -> nn.Module:
         model = OviFusionModel(get_model_config(self.model_config))
@@ -478,7 +483,7 @@ def store_frozen_weights_as(model: nn.Module, dtype: torch.dtype) -> None:
             param.data = param.data.to(dtype)
 
 
-def _refuse_frozen_fresh_towers(fresh: list[str], freeze_preset: str, lora: bool) -> None:
+def refuse_frozen_fresh_towers(fresh: list[str], freeze_preset: str, lora: bool) -> None:
     """A tower left at its random init has a zero head; frozen, it passes no gradient and never learns."""
     stuck = fresh if lora else frozen_fresh_heads(freeze_preset, fresh)
     if not stuck:
