@@ -25,12 +25,31 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+class EnvironmentConfig(_Section):
+    """A named Python environment for model stages (ovi_pl/envs.py); exactly one of the fields. Locked:
+    ray, pyarrow, numpy and cloudpickle must be the driver's versions (checked at config load)."""
+
+    # An interpreter at this path on every node (relative: to the repository root, where `ray job submit
+    # --working-dir .` does not upload a git-ignored venv).
+    python: Path | None = None
+    # Pinned requirements Ray installs on each node over the driver's packages, with pip or uv.
+    pip: list[str] | None = None
+    uv: list[str] | None = None
+    requirements: Path | None = Field(None, description="a pinned requirements file Ray installs with pip on each node")
+    image_uri: str | None = Field(None, description="a container image Ray runs the stage's workers in")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> EnvironmentConfig:
+        given = [k for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of python, pip, uv, requirements, image_uri (got {given or 'none'})")
+        return self
+
+
 class RayConfig(_Section):
     # None: RAY_ADDRESS if set (ray job submit sets it), else an in-process cluster.
     address: str | None = None
     num_cpus: _PosInt | None = Field(None, description="CPUs of the in-process cluster; None: all of this machine")
-    # Interpreter of the second environment, for stages with environment="models" (README "Environments").
-    models_python: Path = Path(".venv-models/bin/python")
     # A run in which no stage takes or hands on a row for this long fails, naming the stages it waits on
     # (Ray Data's no-progress guard). It must exceed the longest single batch: scenes on the longest source,
     # a model stage's setup. None: wait forever.
@@ -165,6 +184,8 @@ class AestheticFilter(_Section):
     # LAION improved-aesthetic-predictor score, ~1-10. The paper gives no number; 4.5 is the common LAION cut.
     min_score: _Finite = 4.5
     clip_model: str = "ViT-L-14"
+    clip_model_config: Path | None = Field(None, description="open_clip model config json registering clip_model, "
+                                           "for a model open_clip does not ship")
     clip_weights: Path | None = Field(None, description="open_clip state dict (.pt/.bin/.safetensors) of clip_model")
     head_weights: Path | None = Field(None, description="LAION aesthetic MLP state dict (sac+logos+ava1-l14-linearMSE.pth)")
     num_frames: Annotated[int, Field(ge=1, le=32)] = 3
@@ -174,7 +195,7 @@ class AestheticFilter(_Section):
     actors: _PosInt = 1
     gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
     batch_size: _PosInt = 8
-    environment: Literal["main", "models"] = "models"
+    environment: str = "models"              # a name in `envs`, or "main" (the driver's)
 
     @model_validator(mode="after")
     def _weights_when_enabled(self) -> AestheticFilter:
@@ -290,6 +311,8 @@ class AsrConfig(_Section):
     max_speakers: Annotated[int, Field(gt=0)] | None = None
     actors: Annotated[int, Field(gt=0)] = 1
     gpus_per_actor: Annotated[float, Field(ge=0)] = 0.0
+    # Where backend whisperx runs: a name in `envs`, or "main" (faster_whisper always runs in "main").
+    environment: str = "models"
 
     @model_validator(mode="after")
     def _consistent(self) -> AsrConfig:
@@ -380,6 +403,9 @@ class CurationConfig(_Section):
     filters: FiltersConfig = FiltersConfig()
     speech: SpeechConfig = SpeechConfig()
     captions: CaptionConfig = CaptionConfig()
+    # Named environments model stages run in (README "Environments"); "main" is the driver's own.
+    envs: dict[str, EnvironmentConfig] = Field(
+        default_factory=lambda: {"models": EnvironmentConfig(python=Path(".venv-models/bin/python"))})
 
     @model_validator(mode="after")
     def _sides_ordered(self) -> CurationConfig:
@@ -387,10 +413,31 @@ class CurationConfig(_Section):
             raise ValueError(f"probe.min_side ({self.probe.min_side}) is above probe.max_side ({self.probe.max_side})")
         return self
 
-    def models_python(self) -> Path:
-        """The .venv-models interpreter, resolved against the repository root when relative."""
-        path = self.ray.models_python
-        return path if path.is_absolute() else REPO_ROOT / path
+    @model_validator(mode="after")
+    def _environments_named(self) -> CurationConfig:
+        unknown = [f"{key}: {name!r}" for key, name in self.environments_used().items()
+                   if name not in self.envs]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} is not in envs (has {sorted(self.envs)}); add it there or "
+                             "use \"main\"")
+        return self
+
+    def environments_used(self) -> dict[str, str]:
+        """Config key of each enabled model stage that runs outside the main environment -> environment name."""
+        used = {}
+        if self.filters.aesthetic.enabled:
+            used["filters.aesthetic.environment"] = self.filters.aesthetic.environment
+        if self.speech.asr.enabled and self.speech.asr.backend == "whisperx":
+            used["speech.asr.environment"] = self.speech.asr.environment
+        return {key: name for key, name in used.items() if name != "main"}
+
+    def environment(self, name: str) -> dict[str, str | list[str]]:
+        """Environment `name` as plain settings for ovi_pl.envs, paths resolved against the repository root."""
+        spec = self.envs[name].model_dump(mode="json", exclude_none=True)
+        for key in ("python", "requirements"):
+            if key in spec and not Path(spec[key]).is_absolute():
+                spec[key] = str(REPO_ROOT / spec[key])
+        return spec
 
 
 class ConfigError(ValueError):

@@ -22,6 +22,8 @@ from typing import Any, Iterator
 
 from data_specs.lineage import write_dataset_file
 
+from ovi_pl.envs import runtime_env
+
 from .cluster import check_stages_fit, init_ray
 from .collector import OutputCollector, RunPaths
 from .config import CurationConfig
@@ -142,9 +144,10 @@ def write_lineage(config: CurationConfig, paths: RunPaths, summary: dict[str, An
     return write_dataset_file(paths.shards, paths.manifest, settings, summary, paths.root).dataset_id
 
 
-def stream_rows(rows: list[Row], stages: list[Stage], models_python: str | None = None, counters: Any = None,
-                stall_timeout_s: float | None = None) -> Iterator[Row]:
+def stream_rows(rows: list[Row], stages: list[Stage], runtime_envs: dict[str, dict[str, Any]] | None = None,
+                counters: Any = None, stall_timeout_s: float | None = None) -> Iterator[Row]:
     """Run `stages` over `rows` on Ray Data (Ray must be initialised); yield rows as they finish.
+    `runtime_envs` maps the environments stages name to Ray runtime_envs.
 
     `counters` (a StageCounters actor) gets each batch's counts. With `stall_timeout_s` (-1: never),
     a run in which nothing moves for that long raises PipelineStalledError naming the stages it waits on.
@@ -159,7 +162,7 @@ def stream_rows(rows: list[Row], stages: list[Stage], models_python: str | None 
     ds = ray.data.from_items([{"row": pickle.dumps(r, protocol=5)} for r in rows])
     ds = ds.repartition(target_num_rows_per_block=1)
     for stage in stages:
-        ds = add_stage(ds, stage, models_python, counters)
+        ds = add_stage(ds, stage, runtime_envs, counters)
         if stage.fans_out:
             # A long source yields many clips in one block; one clip per block lets the next stages fan out.
             ds = ds.repartition(target_num_rows_per_block=1)
@@ -200,7 +203,8 @@ def _execute(config: CurationConfig, paths: RunPaths, todo: list[Row], collector
                 + " | ".join(describe_stages([s.name for s in stages], stage_counts, len(todo), elapsed)))
 
     with ProgressReporter(config.output.progress_interval_s, progress_line):
-        rows = stream_rows(todo, stages, str(config.models_python()), counters, config.ray.stall_timeout_s or -1)
+        runtime_envs = {name: runtime_env(config.environment(name)) for name in config.envs}
+        rows = stream_rows(todo, stages, runtime_envs, counters, config.ray.stall_timeout_s or -1)
         for row in rows:
             full = collector.add(row)
             if collector.planner.open_for() > config.output.shard_max_wait_s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_specs import caption_style, check_caption_tags
+from ovi_pl.envs import lock_problems
 
 from .captioning.backends import local_model_problem as caption_model_problem
 from .config import ConfigError, CurationConfig, read_config
@@ -25,13 +26,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> CurationConf
 
 def environment_problems(config: CurationConfig) -> list[str]:
     """Checks that need the file system: cheap, and failing them later would waste the run so far."""
-    problems = []
-    models_env_missing = not config.models_python().exists()
-
-    def needs_models_env(key: str) -> None:
-        if models_env_missing:
-            problems.append(f"{key} runs in .venv-models but {config.models_python()} does not exist; "
-                            "run `make models-env` or set ray.models_python")
+    problems = environment_lock_problems(config)
 
     def needs_files(key: str, paths: dict[str, Path | None]) -> None:
         for name, path in paths.items():
@@ -42,16 +37,12 @@ def environment_problems(config: CurationConfig) -> list[str]:
     if aesthetic.enabled:
         needs_files("filters.aesthetic", {"clip_weights": aesthetic.clip_weights,
                                           "head_weights": aesthetic.head_weights})
-        if aesthetic.environment == "models":
-            needs_models_env("filters.aesthetic (environment: models)")
     syncnet = config.filters.syncnet
     if syncnet.enabled:
         needs_files("filters.syncnet", {"weights": syncnet.weights, "detector_weights": syncnet.detector_weights})
     asr = config.speech.asr
     if asr.enabled:
         problems += local_model_problems(asr_settings(asr))
-        if asr.backend == "whisperx":
-            needs_models_env("speech.asr (backend: whisperx)")
     captions = config.captions
     if captions.enabled and captions.backend == "local":
         problem = caption_model_problem(captions.local.model_dir or "")
@@ -61,6 +52,18 @@ def environment_problems(config: CurationConfig) -> list[str]:
         problems.append(f"inputs.manifest: {config.inputs.manifest} does not exist")
     elif config.inputs.manifest is not None:
         problems += manifest_problems(config)
+    return problems
+
+
+def environment_lock_problems(config: CurationConfig) -> list[str]:
+    """Each environment an enabled stage runs in must exist and share the driver's versions of the packages
+    Ray moves between them (ovi_pl.envs.SHARED_PACKAGES); checked here, before Ray starts any worker."""
+    problems = []
+    for name in sorted(set(config.environments_used().values())):
+        users = ", ".join(k.removesuffix(".environment") for k, v in config.environments_used().items() if v == name)
+        fix = (f"needed by {users}; rebuild it from requirements/curation-models.txt (`make models-env`, which pins "
+               f"them to the main environment's) or point envs.{name} at a locked environment")
+        problems += lock_problems(f"envs.{name}", config.environment(name), fix)
     return problems
 
 

@@ -8,6 +8,7 @@ compatible, and the dicts stay plain Python for the stages.
 """
 from __future__ import annotations
 
+import importlib
 import pickle
 import traceback
 import uuid
@@ -107,15 +108,47 @@ class StageActor(_StageFn):
         self._ready = True
 
 
+class RebuiltStageActor(StageActor):
+    """An actor of a stage in another environment, built there from plain settings (`stage_recipe`), so the
+    worker never unpickles an object of the driver's config classes, whose pickled form may differ between
+    the two environments' pydantic."""
+
+    def __init__(self, recipe: tuple[str, str, dict[str, Any]], counters: Any = None):
+        stage_class, config_class, settings = recipe
+        super().__init__(_load(stage_class)(_load(config_class).model_validate(settings)), counters)
+
+
+def stage_recipe(stage: Stage) -> tuple[str, str, dict[str, Any]]:
+    """What `RebuiltStageActor` builds `stage` from: its class, its config section's class and that
+    section's settings as JSON-able values. Stages run outside "main" take their config section as their
+    only constructor argument and keep it as `self.config`."""
+    config = getattr(stage, "config", None)
+    if config is None or not hasattr(config, "model_dump"):
+        raise TypeError(f"stage {stage.name!r} runs in environment {stage.resources.environment!r} but keeps no "
+                        "config section (self.config) to be rebuilt from in the worker")
+    return _path(type(stage)), _path(type(config)), config.model_dump(mode="json")
+
+
+def _path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _load(path: str) -> Any:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def _named(cls: type[_StageFn], stage: Stage) -> type[_StageFn]:
     """`cls` renamed after the stage: Ray Data names an operator after its UDF's class, so its progress
     lines and errors say MapBatches(transcode) rather than MapBatches(StageTask)."""
     return type(stage.name, (cls,), {"__module__": cls.__module__})
 
 
-def add_stage(ds: Any, stage: Stage, models_python: str | None = None, counters: Any = None) -> Any:
-    """Append `stage` to a Ray Dataset: tasks for CPU stages, an actor pool for model stages; `counters`
-    (a StageCounters actor handle) receives each batch's counts."""
+def add_stage(ds: Any, stage: Stage, runtime_envs: dict[str, dict[str, Any]] | None = None,
+              counters: Any = None) -> Any:
+    """Append `stage` to a Ray Dataset: tasks for CPU stages, an actor pool for model stages; `runtime_envs`
+    maps environment names to Ray runtime_envs (ovi_pl.envs.runtime_env); `counters` (a StageCounters actor
+    handle) receives each batch's counts."""
     import ray.data
 
     res = stage.resources
@@ -125,14 +158,14 @@ def add_stage(ds: Any, stage: Stage, models_python: str | None = None, counters:
         kwargs["num_gpus"] = res.gpus
     if res.memory_gb:
         kwargs["memory"] = res.memory_gb * 2**30
-    if res.environment == "models":
-        if not models_python:
-            raise ValueError(f"stage {stage.name!r} runs in the 'models' environment but no interpreter was given")
-        # Ray's py_executable plugin starts this stage's workers with .venv-models' interpreter;
-        # the driver and the other stages stay on the main environment.
-        kwargs["runtime_env"] = {"py_executable": models_python}
+    if res.environment != "main":
+        if res.environment not in (runtime_envs or {}):
+            raise ValueError(f"stage {stage.name!r} runs in environment {res.environment!r}, which is not in envs")
+        # Only this stage's workers start in that environment; the driver and the other stages stay on main.
+        kwargs["runtime_env"] = runtime_envs[res.environment]  # type: ignore[index]
     if res.actors:
-        return ds.map_batches(_named(StageActor, stage), fn_constructor_args=(stage, counters),
+        actor, args = (RebuiltStageActor, stage_recipe(stage)) if res.environment != "main" else (StageActor, stage)
+        return ds.map_batches(_named(actor, stage), fn_constructor_args=(args, counters),
                               compute=ray.data.ActorPoolStrategy(size=res.actors), **kwargs)
     fn: Callable[[pa.Table], pa.Table] = _named(StageTask, stage)(stage, counters)
     return ds.map_batches(fn, **kwargs)

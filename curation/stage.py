@@ -14,8 +14,8 @@ Each stage's time is recorded on the rows it returns, in `row["stage_time"]` (se
 
 CPU stages run as Ray tasks; stages with `Resources.actors` set run as an actor pool
 (`ActorPoolStrategy`), which is how model stages keep their weights loaded between batches.
-`Resources.environment="models"` runs the actors on the second environment's interpreter
-(`.venv-models`, see README "Environments").
+`Resources.environment` names the environment (config `envs`, README "Environments") its workers run in;
+outside "main" the stage is rebuilt in the worker from its plain settings (`curation/runner.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 Row = dict[str, Any]
 
@@ -47,7 +47,8 @@ class Resources:
     memory_gb: float | None = None
     # Size of the actor pool for stages that hold a model; None runs the stage as stateless tasks.
     actors: int | None = None
-    environment: Literal["main", "models"] = "main"
+    # "main" (the driver's environment) or a name in the config's `envs` (ovi_pl/envs.py).
+    environment: str = "main"
 
 
 class Stage(ABC):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,19 +103,6 @@ def local_ray() -> Iterator[None]:
 
 # Stages for the Ray tests; defined here (not in the test module) so Ray workers, which get tests/
 # on PYTHONPATH, can import them.
-class WhereAmI(Stage):
-    name = "whereami"
-    resources = Resources(cpus=1.0, actors=1, environment="models")
-    batch_size = 2
-
-    def setup(self) -> None:
-        self.loaded = os.getpid()  # stands for a model loaded once per actor
-
-    def process_batch(self, rows):
-        return [{**r, "interpreter_mark": os.environ.get("CURATION_TEST_INTERPRETER"), "actor_pid": self.loaded,
-                 "python": sys.executable} for r in rows]
-
-
 class TaskOfEachRow(Stage):
     """Records which Ray task ran each row, for the test that inputs are not processed in packs."""
 

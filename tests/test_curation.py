@@ -30,6 +30,7 @@ from curation.stage import Row, Stage
 from curation.stages.scenes import clip_windows
 from curation.stages.volume import SILENCE_DB, mean_volume_db
 from data_specs import validate_shards
+from data_specs.lineage import DATASET_FILE, read_dataset_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from curation_media import EXPECTED, local_ray, make_synthetic_media  # noqa: E402,F401 (a fixture)
@@ -93,13 +94,13 @@ def test_config_checks_local_model_files_before_any_work(tmp_path: Path) -> None
                                "align_model_dir": str(tmp_path / "wav2vec2"),
                                "diarize_model": str(tmp_path / "diarization")}},
             "captions": {"enabled": True, "backend": "local", "local": {"model_dir": str(tmp_path / "whisper")}},
-            "ray": {"models_python": str(tmp_path / "no-env" / "python")}}
+            "envs": {"models": {"python": str(tmp_path / "no-env" / "python")}}}
     with pytest.raises(ConfigError) as err:
         load_config(_write_yaml(tmp_path / "bad.yaml", data))
     message = str(err.value)
     for expected in ("filters.syncnet.weights: ", "speech.asr.align_model_dir: ", "wav2vec2 does not exist",
                      "speech.asr.diarize_model: ", "has no config.yaml", "speaker-diarization-community-1",
-                     "speech.asr (backend: whisperx) runs in .venv-models", "captions.local.model_dir: "):
+                     "envs.models.python: ", "needed by speech.asr", "captions.local.model_dir: "):
         assert expected in message, (expected, message)
     assert "speech.asr.model_dir" not in message, "the Whisper directory exists"
     (tmp_path / "diarization" / "config.yaml").write_text("pipeline: {}\n")
@@ -332,20 +333,6 @@ def test_probe_copies_fsspec_urls_to_local_disk(tmp_path: Path) -> None:
     assert probed["probe"]["fps"] == 24 and probed["probe"]["has_audio"]
 
 
-def test_model_stage_runs_as_actor_pool_on_the_configured_interpreter(tmp_path: Path, local_ray: None) -> None:
-    """environment="models" must reach Ray as runtime_env py_executable; a wrapper script proves which ran."""
-    from curation.pipeline import stream_rows
-    from curation_media import WhereAmI
-
-    wrapper = tmp_path / "models-python"
-    wrapper.write_text(f"#!/bin/sh\nCURATION_TEST_INTERPRETER=models exec {PYTHON} \"$@\"\n")
-    wrapper.chmod(0o755)
-    rows = [{"status": "kept", "n": n} for n in range(3)] + [{"status": "rejected", "n": 3}]
-    out = sorted(stream_rows(rows, [WhereAmI()], str(wrapper)), key=lambda r: r["n"])
-    assert [r.get("interpreter_mark") for r in out] == ["models", "models", "models", None]
-    assert len({r["actor_pid"] for r in out[:3]}) == 1, "one actor, set up once, served every batch"
-
-
 def test_each_input_runs_in_its_own_task_when_ray_packs_inputs_into_blocks(local_ray: None) -> None:
     """Ray packs many inputs into one block; a long source must not hold back the inputs packed with it."""
     import ray.data
@@ -504,9 +491,13 @@ def test_run_log_has_a_line_per_input_and_progress_per_stage(full_run: dict, inp
 @needs_ffmpeg
 def test_rerun_of_a_finished_run_does_nothing(full_run: dict) -> None:
     before = sorted(p.name for p in (full_run["out"] / "shards").iterdir())
+    dataset = read_dataset_file(full_run["out"] / "shards" / DATASET_FILE)
     proc = _run(full_run["cfg"], timeout=60)
     assert "0 to process" in proc.stdout
     assert sorted(p.name for p in (full_run["out"] / "shards").iterdir()) == before
+    # The same data keeps its lineage id (data_specs/lineage.py), and the record names this run.
+    assert read_dataset_file(full_run["out"] / "shards" / DATASET_FILE).dataset_id == dataset.dataset_id
+    assert dataset.curation_dir == str(full_run["out"].resolve()) and dataset.summary["kept"] == 6
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

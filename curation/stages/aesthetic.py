@@ -78,6 +78,8 @@ class AestheticFilterStage(Stage):
         import torch
 
         self.device = "cuda" if self.config.gpus_per_actor and torch.cuda.is_available() else "cpu"
+        if self.config.clip_model_config is not None:  # a model open_clip does not ship, e.g. a test's tiny one
+            open_clip.add_model_config(self.config.clip_model_config)
         model, _, preprocess = open_clip.create_model_and_transforms(self.config.clip_model, pretrained=None)
         model.load_state_dict(load_state_dict(self.config.clip_weights))
         self.model = model.eval().to(self.device)

@@ -4,8 +4,8 @@ segments for the audio tower.
 - `VoiceActivityStage` (main env): `row["speech_spans"]` [(start_s, end_s)], score `speech_fraction`.
 - `TranscribeStage`: `row["transcript"]`, a dict that validates as data_specs' Transcript (language,
   words with times/speakers/scores, segments). Backend faster_whisper runs in the main environment;
-  whisperx (batched decoding + wav2vec2 alignment + pyannote diarization) runs its actors in
-  `.venv-models` (Resources.environment="models"). Clips without speech are not transcribed.
+  whisperx (batched decoding + wav2vec2 alignment + pyannote diarization) runs its actors in the
+  environment `speech.asr.environment` names (default "models": `.venv-models`). Clips without speech are not transcribed.
 - `AudioSegmentsStage`: the input row back (with `num_audio_segments`) plus one row per speech or sound
   segment (<= 12 s) of the whole source's audio, with its 16 kHz mono flac written to the work dir:
   the `audio_only` kind of data_specs, packaged by `PackageSamples` with `audio_only_sample_json`.
@@ -85,8 +85,9 @@ class TranscribeStage(Stage):
     takes_audio_only: ClassVar[bool] = True
 
     def __init__(self, config: AsrConfig):
+        self.config = config  # what the stage is rebuilt from in a worker of another environment (runner.py)
         self.settings = asr_settings(config)
-        env = "models" if config.backend == "whisperx" else "main"
+        env = config.environment if config.backend == "whisperx" else "main"
         self.resources = Resources(cpus=float(config.threads), gpus=config.gpus_per_actor,  # type: ignore[misc]
                                    actors=config.actors, environment=env)
         self.batch_size = 4  # type: ignore[misc]
