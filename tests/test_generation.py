@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from torch import nn
 
+from curation.config import OnsetJudge
 from ovi_pl.encoders import LogMelSpectrogram, MelConfig
 from ovi_pl.encoders.tiny import (
     TINY_AUDIO_YAML,
@@ -33,8 +34,11 @@ from ovi_pl.generation.cli import caption_style, parse_config, run_generate
 from ovi_pl.generation.prompts import PromptSpec, prompt_texts
 from ovi_pl.generation.media_io import probe_av
 from ovi_pl.models.ovi import OviFusionModel, get_model_config, save_ovi_checkpoint
+from ovi_pl.training.sample_callback import SampleVideoCallback
+from ovi_pl.training.sample_sync import SYNC_METHODS
 
 from conftest import ROOT, SAMPLE_PROMPTS_CSV, randomize_, run_ovi_pl, tiny_inputs
+from speech_media import make_flash_clip
 
 PROMPTS_CSV = SAMPLE_PROMPTS_CSV
 
@@ -277,6 +281,26 @@ def test_sample_callback_logs_mp4s_to_the_mlflow_run(tmp_path):
     frames, _, audio_seconds = probe_av(local)
     assert frames == 9 and audio_seconds > 0
     assert "previews/seconds" in run.data.metrics and "samples/seconds" not in run.data.metrics
+    # The sync judges scored the clips: metrics over steps next to the losses (random weights: no sync
+    # is expected, only a judgement).
+    for name in ("sync_offset", "sync_abs_offset", "sync_confidence"):
+        (point,) = client.get_metric_history(run.info.run_id, f"previews/{name}")
+        assert point.step == 3 and isinstance(point.value, float) and point.value == point.value  # not NaN
+    methods = {k: v for k, v in run.data.metrics.items() if k.startswith("previews/sync_method/")}
+    assert sum(methods.values()) == 2 and set(methods) <= {f"previews/sync_method/{m}" for m in SYNC_METHODS}
+
+
+def test_sample_callback_judges_a_clip_with_a_known_offset(tmp_path):
+    """The callback's judge on flash-and-click clips (the sync judges' test media) in sync and with the
+    clicks 3 frames late: the onset judge decides both (no face), offsets 0 and -3 frames."""
+    callback = SampleVideoCallback(prompts=["a flash"], previews=True)
+    clips = [make_flash_clip(tmp_path / f"shift{shift}.mp4", shift, fps=24, seconds=4.0)[0] for shift in (0, 3)]
+    judged = [callback.judge(clip) for clip in clips]
+    assert [(j.method, j.offset) for j in judged] == [("onset", 0), ("onset", -3)]
+    assert all(j.confidence > OnsetJudge().min_confidence for j in judged)
+    metrics = callback.sync_metrics(judged)
+    assert metrics["previews/sync_offset"] == -1.5 and metrics["previews/sync_abs_offset"] == 1.5
+    assert metrics["previews/sync_method/onset"] == 2.0 and "previews/sync_method/mouth" not in metrics
 
 
 def test_guided_velocity_runs_on_the_tiny_model(tiny_model):

@@ -10,6 +10,11 @@ Without every encoder's local path, clips would come from preview stand-ins (a h
 embedding, a random latent-to-RGB projection, a tone: ovi_pl/generation/components.py), which
 are not the model's output. The callback refuses them unless `previews: true` asks for them, and
 then logs them under `previews/`, never under `samples/`.
+
+Each clip's audio-visual sync is judged as curation judges its clips (training/sample_sync.py) and
+logged as metrics over steps next to the losses: `<dir>/sync_offset` and `<dir>/sync_abs_offset`
+(frames, mean over the clips), `<dir>/sync_confidence` (mean), and `<dir>/sync_method/<method>`
+(how many clips that judge decided; confidences mean something only within one method).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from ovi_pl.generation.components import ClipGeometry, GenerationEncoders
 from ovi_pl.generation.pipeline import clip_file_name, decode_clips, encode_prompts, generate_latents, write_clip
 from ovi_pl.generation.sampler import Conditioning, SamplerConfig
 from ovi_pl.models.ovi import get_model_config
+from ovi_pl.sync.model import load_syncnet
+from ovi_pl.training.sample_sync import SampleSync, SampleSyncJudge
 
 
 class SampleVideoCallback(Callback):
@@ -32,6 +39,8 @@ class SampleVideoCallback(Callback):
     every_n_steps: optimizer steps between samplings. geometry / sampler: clip size and solver
     (keep both small: sampling runs inside training). encoders: local paths of the text encoder
     and VAEs. previews: allow stand-ins for the unset ones (see the module docstring).
+    sync: judge each clip's audio-visual sync and log it; syncnet_weights: a local SyncNet
+    checkpoint to judge faces with first (without it, the weight-free judges decide).
     The clips go to `samples/step_N/` of the run's artifacts (and of `trainer.default_root_dir`),
     or to `previews/step_N/` when any stand-in is in use."""
 
@@ -43,6 +52,8 @@ class SampleVideoCallback(Callback):
         sampler: SamplerConfig = SamplerConfig(steps=20),
         encoders: GenerationEncoders = GenerationEncoders(),
         previews: bool = False,
+        sync: bool = True,
+        syncnet_weights: str | None = None,
     ) -> None:
         if not prompts:
             raise ValueError("SampleVideoCallback needs at least one prompt")
@@ -65,6 +76,12 @@ class SampleVideoCallback(Callback):
         self._cond: Conditioning | None = None
         self._decoders: tuple[Any, Any] | None = None
         self._last_step = -1
+        if syncnet_weights is not None and not Path(syncnet_weights).is_file():
+            raise ValueError(f"SampleVideoCallback: syncnet_weights {syncnet_weights} is not a file; give a local "
+                             "SyncNet checkpoint or null for the weight-free judges")
+        self.sync = sync
+        self.syncnet_weights = syncnet_weights
+        self._judge: SampleSyncJudge | None = None
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -102,8 +119,28 @@ class SampleVideoCallback(Callback):
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger):
             logger.experiment.log_artifacts(logger.run_id, str(folder), f"{self.artifact_dir}/step_{step:07d}")
-            logger.log_metrics({f"{self.artifact_dir}/seconds": time.perf_counter() - start}, step=step)
+            metrics = self.sync_metrics([self.judge(p) for p in paths]) if self.sync else {}
+            metrics[f"{self.artifact_dir}/seconds"] = time.perf_counter() - start
+            logger.log_metrics(metrics, step=step)
         return paths
+
+    def judge(self, clip: Path) -> SampleSync:
+        """The sync of one written clip, by the first of SyncNet / mouth / onset judges that can look."""
+        if self._judge is None:
+            syncnet = None if self.syncnet_weights is None else load_syncnet(self.syncnet_weights)
+            self._judge = SampleSyncJudge(syncnet=syncnet)
+        return self._judge(clip)
+
+    def sync_metrics(self, judged: list[SampleSync]) -> dict[str, float]:
+        prefix = f"{self.artifact_dir}/sync"
+        metrics = {
+            f"{prefix}_offset": sum(j.offset for j in judged) / len(judged),
+            f"{prefix}_abs_offset": sum(abs(j.offset) for j in judged) / len(judged),
+            f"{prefix}_confidence": sum(j.confidence for j in judged) / len(judged),
+        }
+        for method in {j.method for j in judged}:
+            metrics[f"{prefix}_method/{method}"] = float(sum(j.method == method for j in judged))
+        return metrics
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_step": self._last_step}
