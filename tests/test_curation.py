@@ -688,6 +688,90 @@ def test_ray_job_submit_runs_the_pipeline(inputs: dict, tmp_path: Path) -> None:
                     link.unlink(missing_ok=True)
 
 
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@needs_ffmpeg
+@pytest.mark.skipif(_dashboard_missing() is not None, reason=str(_dashboard_missing()))
+def test_two_nodes_process_clips_on_both_and_write_what_one_node_writes(full_run: dict, inputs: dict,
+                                                                         tmp_path: Path) -> None:
+    """A head and a worker node on 127.0.0.1 (`ray start`, one CPU each), the pipeline submitted with
+    `ray job submit` as the README says: Ray's task records show stage tasks ran on both nodes, and the
+    manifest rows and shard members of these inputs are the single-node run's (`full_run`)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("RAY_AUTH")}
+    env.update(HOME=str(home), PATH=f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}")
+    gcs, dashboard, client, agent_a, agent_b = _free_ports(5)
+    ray_bin = str(Path(PYTHON).parent / "ray")
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--object-store-memory={200 * 2**20}"]
+    head = [ray_bin, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+            f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_a}",
+            '--resources={"node_a": 1}', *common]
+    worker = [ray_bin, "start", f"--address=127.0.0.1:{gcs}", f"--dashboard-agent-listen-port={agent_b}",
+              '--resources={"node_b": 1}', *common]
+    names = ("moving", "static", "two_scenes")
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"path": str(inputs["media"][n]), "caption": CAPTIONS.get(n)}) + "\n"
+                                for n in names))
+    out = tmp_path / "out"
+    cfg = _write_yaml(tmp_path / "cfg.yaml", {**_config(inputs, out, shard_max_samples=2),
+                                              "inputs": {"manifest": str(manifest)}})
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        for command in (head, worker):
+            started = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+            assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+        for _ in range(30):  # the dashboard agent that takes jobs comes up a few seconds after `ray start` returns
+            job = subprocess.run([ray_bin, "job", "submit", "--address", address, "--working-dir", ".", "--",
+                                  "python", "curation/run.py", "--config", str(cfg)], cwd=REPO, capture_output=True,
+                                 text=True, timeout=300, env=env)
+            if "No available agent" not in job.stdout + job.stderr:
+                break
+            time.sleep(1)
+        assert job.returncode == 0 and "succeeded" in job.stdout.lower(), job.stdout[-3000:] + job.stderr[-3000:]
+        listed = subprocess.run([ray_bin, "list", "tasks", "--address", address, "--detail", "--format", "json",
+                                 "--limit", "10000"], capture_output=True, text=True, timeout=120, env=env)
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        nodes = subprocess.run([ray_bin, "list", "nodes", "--address", address, "--format", "json"],
+                               capture_output=True, text=True, timeout=120, env=env)
+        node_ids = {n["node_id"] for n in json.loads(nodes.stdout)}
+        assert len(node_ids) == 2, nodes.stdout
+        stage_nodes = {t["node_id"] for t in json.loads(listed.stdout)
+                       if "MapBatches(transcode)" in t["name"] and t["state"] == "FINISHED"}
+        assert stage_nodes == node_ids, "transcode ran on both nodes"
+    finally:
+        sessions: set[Path] = set()
+        for _ in range(3):  # as in test_ray_job_submit_runs_the_pipeline: only this cluster's processes
+            cluster = _with_home(home)
+            sessions |= _session_dirs(cluster)
+            _end(cluster)
+        for session in sessions:
+            shutil.rmtree(session, ignore_errors=True)
+    inputs_here = {str(inputs["media"][n]) for n in names}
+
+    def rows(records: list[dict]) -> list[str]:  # what a record says of its clip; not where or how fast
+        return sorted(json.dumps({k: v for k, v in r.items() if k in ("key", "status", "stage", "reason")
+                                  or k.startswith("score_")}, sort_keys=True)
+                      for r in records if r["uri"] in inputs_here)
+
+    two_nodes = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert rows(two_nodes) and rows(two_nodes) == rows(full_run["records"])
+    keys = {r["key"] for r in two_nodes if r["status"] == "kept"}
+    for suffix in ("json", "mp4", "flac"):
+        single = _members(full_run["out"] / "shards", suffix)
+        one = {name: data for name, data in single.items() if name.split(".", 1)[0] in keys}
+        assert _members(out / "shards", suffix) == one and len(one) == len(keys), suffix
+
+
 @needs_ffmpeg
 def test_transcode_resizes_to_the_training_area(tmp_path: Path) -> None:
     from curation.config import ClipConfig, TranscodeConfig
