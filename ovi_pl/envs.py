@@ -52,7 +52,8 @@ def interpreter_versions(python: str | Path, packages: tuple[str, ...] = SHARED_
     """Versions of `packages` in the interpreter `python` (None: not installed), read from its metadata
     without importing them."""
     script = ("import importlib.metadata as m, json, sys\n"
-              "def v(n):\n    try:\n        return m.version(n)\n    except m.PackageNotFoundError:\n        return None\n"
+              "def v(n):\n    try:\n        return m.version(n)\n"
+              "    except m.PackageNotFoundError:\n        return None\n"
               "print(json.dumps({n: v(n) for n in sys.argv[1:]}))")
     result = subprocess.run([str(python), "-I", "-c", script, *packages], capture_output=True, text=True,
                             timeout=timeout_s)
