@@ -62,6 +62,9 @@ def _describe_run(run_id: str, tracking_uri: str | None, experiment_id: str | No
     if tracking_uri is None:
         return ["    tracking URI: not recorded"]
     lines = [f"    tracking URI: {tracking_uri}"]
+    store = tracking_uri.removeprefix("sqlite:///")
+    if store != tracking_uri and not Path(store).is_file():  # MlflowClient would create an empty store there
+        return lines + [f"    experiment: {experiment_id or 'unknown'} (run not readable here: {store} is missing)"]
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

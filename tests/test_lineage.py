@@ -63,8 +63,9 @@ def test_bad_dataset_file_names_itself(tmp_path: Path) -> None:
 def fit_config(tmp_path: Path, train: Path, val: Path) -> Path:
     config = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "strategy": {"class_path": "ovi_pl.training.strategy.FSDP2Strategy"},
-                    "precision": "32-true", "max_steps": 2, "num_sanity_val_steps": 0, "limit_val_batches": 0,
+        "trainer": {"accelerator": "cpu", "devices": 1,
+                    "strategy": {"class_path": "ovi_pl.training.strategy.FSDP2Strategy"}, "precision": "32-true",
+                    "max_steps": 2, "num_sanity_val_steps": 0, "limit_val_batches": 0,
                     "enable_progress_bar": False, "enable_model_summary": False,
                     "default_root_dir": str(tmp_path / "runs"),
                     "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
@@ -118,3 +119,7 @@ def test_exported_weights_lead_back_to_the_run_and_the_curation(tmp_path: Path) 
     (tmp_path / "cur_val/shards" / DATASET_FILE).unlink()
     out = "\n".join(describe_lineage(weights))
     assert f"{tmp_path / 'cur_val/shards' / DATASET_FILE} is not reachable from here" in out, out
+    store = tmp_path / "runs/mlflow.db"
+    store.rename(tmp_path / "elsewhere.db")
+    out = "\n".join(describe_lineage(weights))
+    assert f"run not readable here: {store} is missing" in out and not store.exists(), out

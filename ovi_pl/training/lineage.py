@@ -29,6 +29,7 @@ class DatasetLineageCallback(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         datamodule = trainer.datamodule
+        self.lineage = {}
         for split in SPLITS:
             urls = getattr(datamodule, f"{split}_urls", None)
             if not urls:  # synthetic data, or no validation shards
