@@ -27,11 +27,15 @@ $(VENV)/.installed: pyproject.toml
 # Second environment for whisperx, pyannote.audio and open-clip (torch 2.8); see README.
 models-env: $(MODELS_VENV)/.installed
 
-$(MODELS_VENV)/.installed: requirements/curation-models.txt
+# It is locked to the main environment: the packages Ray moves between the two (ovi_pl/envs.py) must
+# have the same versions, checked here as the curation config load checks them.
+$(MODELS_VENV)/.installed: requirements/curation-models.txt | $(VENV)/.installed
 	$(PYTHON) -m venv $(MODELS_VENV)
 	$(MODELS_VENV)/bin/pip install --quiet --upgrade pip
 	$(MODELS_VENV)/bin/pip install --quiet -r requirements/curation-models.txt
 	$(MODELS_VENV)/bin/pip install --quiet --no-deps -e .
+	$(BIN)/python -c "import sys; from ovi_pl.envs import lock_problems; sys.exit('\\n'.join(lock_problems( \
+		'$(MODELS_VENV)', {'python': '$(MODELS_VENV)/bin/python'}, 'pin it in requirements/curation-models.txt')) or None)"
 	touch $@
 
 demo: env
