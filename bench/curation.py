@@ -198,7 +198,7 @@ def _compare_decisions(old: list[dict], new: list[dict]) -> None:
     """Per clip: the decision (stage and reason where rejected) and every score, old path against new."""
     print("\nper clip, old -> new: decision; scores that differ")
     for a, b in zip(sorted(old, key=lambda r: r["key"]), sorted(new, key=lambda r: r["key"])):
-        decision = [f"{r.get('status')}" + (f" ({r.get('stage')}: {r.get('reason')})" if r.get("reason") else "")
+        decision = [f"{r.get('status')}" + (f" ({r.get('reason')})" if r.get("reason") else "")
                     for r in (a, b)]
         sa, sb = a.get("scores", {}), b.get("scores", {})
         diffs = [f"{k} {sa.get(k)} -> {sb.get(k)}" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)]

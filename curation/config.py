@@ -150,9 +150,9 @@ class TranscodeConfig(_Section):
     audio_bitrate_kbps: _PosInt = 192
     timeout_s: _PosFloat = 600.0
     # Width of the frame cache transcode writes beside each clip (MJPEG, deleted with the clip's work files):
-    # the stages that look at frames (motion, the sync judges, aesthetic, caption frames) decode it instead
-    # of the clip when it is at least as wide as they need (bench/RESULTS.md). 640 covers every default
-    # (mouth judge 640, motion 320, captions 512, aesthetic 640, onset 96); None writes none.
+    # motion, the onset judge, aesthetic and caption frames decode it instead of the clip when it is at
+    # least as wide as they need (bench/RESULTS.md; the mouth judge reads the clip). 640 covers every
+    # default (motion 320, captions 512, aesthetic 640, onset 96); None writes none.
     frame_cache_width: Annotated[int, Field(ge=16)] | None = 640
 
 

@@ -67,8 +67,7 @@ def test_transcode_writes_a_small_cache_of_the_clips_frames(transcoded: dict[str
 
 def test_motion_and_sync_judge_the_same_from_the_cache(transcoded: dict[str, dict]) -> None:
     motion = MotionFilterStage(MotionFilter(resize_width=96))
-    # No face in these clips: the onset judge decides (the mouth judge reads the same frames; its
-    # equivalence is measured on the sample clips in bench/RESULTS.md, too slow for a test).
+    # No face in these clips: the onset judge decides (the mouth judge reads the clip, not the cache).
     sync = AVSyncStage(SyncFilter(mouth={"enabled": False}))
     for name, row in transcoded.items():
         (from_cache,) = sync.process_batch(motion.process_batch([row]))

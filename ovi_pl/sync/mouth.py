@@ -17,16 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .faces import FaceDetector, FaceTrack, detect_in_frames, track_faces
 from .lag import audio_windows, best_lag, circular_null, lag_correlation
 from .onset import frame_motion
-
-if TYPE_CHECKING:
-    from ovi_pl.media.frames import VideoInfo
 
 SPEECH_BAND_HZ = (300.0, 3000.0)
 MOUTH_CROP = (32, 16)  # width, height of the resampled mouth crop
@@ -126,15 +122,13 @@ def judge_frames(frames: list[np.ndarray], audio: np.ndarray, sample_rate: int, 
 
 
 def judge_clip(video: str | Path, audio: np.ndarray, detector: FaceDetector, sample_rate: int = 16000,
-               settings: MouthSettings = MouthSettings(), info: VideoInfo | None = None) -> MouthJudgement | None:
-    """The mouth judge on a clip file (or its frame cache; decoded once, at `settings.frame_width`) and its
-    mono audio. info: the file's `video_info`, where the caller has it."""
+               settings: MouthSettings = MouthSettings()) -> MouthJudgement | None:
+    """The mouth judge on a clip file (decoded once, at `settings.frame_width`) and its mono audio."""
     from ovi_pl.media.frames import iter_frames, video_info
 
-    info = info or video_info(video)
-    fps = info.fps
+    fps = video_info(video).fps
     if not fps:
         raise ValueError(f"{video}: the video stream declares no frame rate")
-    frames = list(iter_frames(video, width=settings.frame_width, info=info))
+    frames = list(iter_frames(video, width=settings.frame_width))
     return judge_frames(frames, audio, sample_rate, fps, detector, settings)
 
