@@ -149,3 +149,16 @@ def test_a_short_fit_of_each_task_trains_and_logs_its_losses(tmp_path, task, bal
         # Each term is its weight times a loss divided by its own running magnitude: near the weight.
         assert set(module.loss_balancer.magnitudes) == {"video", "audio"}
         assert 0.5 * 0.85 < float(metrics["train/loss_video_weighted"]) < 2 * 0.85
+
+
+def test_running_loss_magnitudes_travel_in_checkpoints():
+    """A resumed run divides by the magnitudes it had, not by the first losses it sees again."""
+    saved = FusionTraining(model_config="ovi-tiny", freeze_preset="full", loss_balance="running")
+    saved.loss_balancer.update({"video": 4.0, "audio": 0.5})
+    saved.loss_balancer.update({"video": 2.0, "audio": 1.5})
+    checkpoint: dict = {}
+    saved.on_save_checkpoint(checkpoint)
+    resumed = FusionTraining(model_config="ovi-tiny", freeze_preset="full", loss_balance="running")
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.loss_balancer.magnitudes == pytest.approx({"video": 0.99 * 4.0 + 0.01 * 2.0,
+                                                              "audio": 0.99 * 0.5 + 0.01 * 1.5})
