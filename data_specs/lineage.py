@@ -40,6 +40,9 @@ class DatasetRecord:
     config: dict[str, Any]         # the curation settings that shape the data
     summary: dict[str, Any]        # the run's counts (report/summary.json)
     created: str = ""              # UTC time the file was written; not part of the id
+    # A shard set made from another one (the latent stage's output): {"dataset_id", "shards_dir"} of its
+    # source, whose record holds the curation run; None for a curation run's own shards.
+    derived_from: dict[str, str] | None = None
 
 
 def code_version(source_dir: Path | None = None) -> dict[str, Any]:
@@ -62,25 +65,56 @@ def _git(cwd: str, *args: str) -> str | None:
 
 def dataset_id(manifest: Path, config: Mapping[str, Any], code: Mapping[str, Any]) -> str:
     """`ds-` and 16 hex digits of a SHA-256 over the manifest's bytes, the settings and the code version."""
-    digest = hashlib.sha256()
-    header = {"format": LINEAGE_FORMAT, "config": config, "code_version": code}
-    digest.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
+    digest = _header_digest({"format": LINEAGE_FORMAT, "config": config, "code_version": code})
     with open(manifest, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return f"ds-{digest.hexdigest()[:16]}"
 
 
+def derived_dataset_id(source_id: str, config: Mapping[str, Any], code: Mapping[str, Any],
+                       shard_names: list[str]) -> str:
+    """The id of a shard set made from dataset `source_id` by a stage with `config`: it changes with the
+    source, the stage's settings, the code and the shards written, not with where they were written."""
+    header = {"format": LINEAGE_FORMAT, "derived_from": source_id, "config": config, "code_version": code,
+              "shards": sorted(shard_names)}
+    return f"ds-{_header_digest(header).hexdigest()[:16]}"
+
+
+def _header_digest(header: Mapping[str, Any]) -> Any:
+    return hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
 def write_dataset_file(shards_dir: Path, manifest: Path, config: Mapping[str, Any], summary: Mapping[str, Any],
                        curation_dir: Path | None = None, code: Mapping[str, Any] | None = None) -> DatasetRecord:
     """Compute the id and write `shards_dir/dataset.json` (atomically); return what was written."""
     code = dict(code if code is not None else code_version())
-    record = DatasetRecord(
+    return _write_record(DatasetRecord(
         format=LINEAGE_FORMAT, dataset_id=dataset_id(manifest, config, code),
         shards_dir=str(Path(shards_dir).resolve()),
         curation_dir=str(Path(curation_dir).resolve()) if curation_dir is not None else None, code_version=code,
-        config=dict(config), summary=dict(summary), created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    path = Path(shards_dir) / DATASET_FILE
+        config=dict(config), summary=dict(summary), created=_now()))
+
+
+def write_derived_dataset_file(shards_dir: Path, source: DatasetRecord, config: Mapping[str, Any],
+                               summary: Mapping[str, Any], shard_names: list[str]) -> DatasetRecord:
+    """Write `shards_dir/dataset.json` for a shard set made from `source`'s shards (e.g. by the latent
+    stage, with its settings as `config`); it keeps the source's curation dir, so lineage reaches the
+    curation run through it."""
+    code = code_version()
+    return _write_record(DatasetRecord(
+        format=LINEAGE_FORMAT, dataset_id=derived_dataset_id(source.dataset_id, config, code, shard_names),
+        shards_dir=str(Path(shards_dir).resolve()), curation_dir=source.curation_dir, code_version=code,
+        config=dict(config), summary=dict(summary), created=_now(),
+        derived_from={"dataset_id": source.dataset_id, "shards_dir": source.shards_dir}))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_record(record: DatasetRecord) -> DatasetRecord:
+    path = Path(record.shards_dir) / DATASET_FILE
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(asdict(record), indent=2, default=str))
     tmp.replace(path)

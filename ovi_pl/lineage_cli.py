@@ -93,6 +93,12 @@ def _describe_dataset(entry: dict[str, Any]) -> list[str]:
     if record.dataset_id != entry["dataset_id"]:
         return lines + [f"{dataset_file} now names dataset {record.dataset_id}: the shards were re-curated "
                         "since this training run; its config and counts are not the ones trained on"]
+    if record.derived_from:  # e.g. latent shards: say what made them, then follow their source to curation
+        source = record.derived_from
+        made = ", ".join(f"{k} {v}" for k, v in record.summary.items())
+        lines.append(f"made by the {record.config.get('stage', 'unknown')} stage ({made}) from dataset "
+                     f"{source['dataset_id']}:")
+        return lines + ["  " + line for line in _describe_dataset(source)]
     counts = ", ".join(f"{k} {record.summary[k]}" for k in _COUNTS if record.summary.get(k) is not None)
     code = record.code_version
     dirty = " (uncommitted changes)" if code.get("git_dirty") else ""

@@ -13,7 +13,9 @@ import torch
 
 from curation.stages.latents import LatentStage, run_latent_stage, shard_rows
 from data_specs import validate_shards
+from data_specs.lineage import DATASET_FILE, read_dataset_file, write_dataset_file
 from ovi_pl.data import EncoderPaths, ShardDataModule
+from ovi_pl.lineage_cli import _describe_dataset
 from ovi_pl.training.modules import FusionTraining, OptimizerConfig, ParallelConfig
 from ovi_pl.training.strategy import FSDP2Strategy
 
@@ -57,6 +59,9 @@ def input_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
             info.size = len(audio_only[ext])
             t.addfile(info, io.BytesIO(audio_only[ext]))
     assert validate_shards([d]).ok, validate_shards([d]).bad_samples
+    manifest = d / "manifest.parquet"  # stands for the curation run's manifest: only its bytes enter the id
+    manifest.write_bytes(b"four shards of nine samples")
+    write_dataset_file(d, manifest, {"scenes": {"threshold": 27.0}}, {"kept": 9, "shards": 4}, curation_dir=d)
     return d
 
 
@@ -90,6 +95,18 @@ def test_stage_on_ray_writes_valid_shards(latent_output: tuple[Path, list], inpu
     shapes = {m["name"]: m["shape"] for m in meta["latents"]}
     assert shapes["video_latents.npy"] == [48, 3, 8, 4]  # tall 64x128 clip, 9 frames
     assert shapes["audio_latents.npy"] == [11, 20] and shapes[TEXT_MEMBER][1] == 32 and shapes[TEXT_MEMBER][0] <= 16
+
+
+def test_latent_shards_trace_back_to_the_curated_set(latent_output: tuple[Path, list], input_shards: Path) -> None:
+    out, _ = latent_output
+    source, record = read_dataset_file(input_shards / DATASET_FILE), read_dataset_file(out / DATASET_FILE)
+    assert record.derived_from == {"dataset_id": source.dataset_id, "shards_dir": source.shards_dir}
+    assert record.dataset_id != source.dataset_id and record.curation_dir == source.curation_dir
+    assert record.summary == {"shards": 4, "samples": 9, "failed_samples": 0, "failed_shards": 0}
+    assert record.config["encoders"]["text_len"] == TEXT_LEN and record.config["text_member"] == TEXT_MEMBER
+    lines = _describe_dataset({"dataset_id": record.dataset_id, "shards_dir": record.shards_dir})
+    assert any(f"latents stage (shards 4, samples 9" in line and source.dataset_id in line for line in lines), lines
+    assert any(line.strip() == "counts: kept 9, shards 4" for line in lines), lines
 
 
 def test_datamodule_reads_the_stage_output(latent_output: tuple[Path, list]) -> None:

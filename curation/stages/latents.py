@@ -18,8 +18,10 @@ done. A sample that fails to encode is left out of its output shard and listed i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
+import logging
 import os
 import sys
 import tarfile
@@ -30,11 +32,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from data_specs import AudioVideoSample, find_shards, iter_shard_samples, parse_sample_meta
+from data_specs.lineage import DATASET_FILE, read_dataset_file, write_derived_dataset_file
 from data_specs.shards import add_sample
 
 from ..stage import Resources, Row, Stage
 
 LatentDType = Literal["float16", "float32"]
+log = logging.getLogger(__name__)
 
 
 class LatentStage(Stage):
@@ -178,7 +182,31 @@ def run_latent_stage(input_dir: str | Path, output_dir: str | Path, stage: Laten
     out: list[Row] = []
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         out += decode_rows(batch)
-    return sorted(out, key=lambda r: r["shard"])
+    out.sort(key=lambda r: r["shard"])
+    write_latent_lineage(Path(input_dir), Path(output_dir), stage, out)
+    return out
+
+
+def write_latent_lineage(input_dir: Path, output_dir: Path, stage: LatentStage, rows: list[Row]) -> None:
+    """`output_dir/dataset.json` naming the curated shard set the latents were made from, so a training run
+    on latent shards still traces back to its curation run. Skipped, with a warning, where the input has no
+    `dataset.json` (shards curated before lineage, or not by this pipeline)."""
+    source = input_dir / DATASET_FILE
+    if not source.is_file():
+        log.warning("%s is missing: the latent shards get no dataset.json, and training on them logs no dataset id",
+                    source)
+        return
+    paths = dataclasses.asdict(stage.paths)
+    # Checkpoints are named, not located: the same weights elsewhere make the same data.
+    settings = {k: Path(v).name if k in ("video_vae", "audio_vae", "text_encoder", "tokenizer") and v else v
+                for k, v in paths.items()}
+    config = {"stage": stage.name, "encoders": settings, "text_member": stage.text_member,
+              "latent_dtype": stage.latent_dtype}
+    written = [r for r in rows if r.get("status", "kept") == "kept"]
+    summary = {"shards": len(written), "samples": sum(r.get("samples", 0) for r in written),
+               "failed_samples": sum(len(r.get("failed", [])) for r in written), "failed_shards": len(rows) - len(written)}
+    write_derived_dataset_file(output_dir, read_dataset_file(source), config, summary,
+                               [str(Path(r["output"]).relative_to(output_dir)) for r in written])
 
 
 def main(argv: list[str] | None = None) -> int:
