@@ -97,3 +97,12 @@ def demo_run(tmp_path_factory) -> tuple[Path, str]:
     result = run_ovi_pl(workdir, "demo", timeout=1500)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
     return workdir, result.stdout
+
+
+@pytest.fixture(scope="session")
+def tiny_clap(tmp_path_factory) -> Path:
+    """The tiny CLAP of tests/fit_tiny_clap.py, fitted once per session (about 15 s) for every test that scores
+    audio against text."""
+    from fit_tiny_clap import fit_tiny_clap
+
+    return fit_tiny_clap(tmp_path_factory.mktemp("clap"))

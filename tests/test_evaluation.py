@@ -24,7 +24,6 @@ from ovi_pl.evaluation.sync import load_sync_scorer
 from ovi_pl.sync.faces import Box, StaticBoxes
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fit_tiny_clap import fit_tiny_clap  # noqa: E402
 from sync_stubs import (IndexSyncNet, expected_result, index_tone, index_video, windows,  # noqa: E402
                         yunet_onnx)
 
@@ -117,11 +116,6 @@ def test_syncnet_scorer_finds_real_faces_and_marks_faceless_clips(tmp_path, stub
 
 
 # ---------------------------------------------------------------------------- python -m ovi_pl evaluate: Sync-C/D
-
-
-@pytest.fixture(scope="module")
-def tiny_clap(tmp_path_factory) -> Path:
-    return fit_tiny_clap(tmp_path_factory.mktemp("clap"))
 
 
 # 320x256 index clips at 25 fps (sync_stubs.index_video: frame t shows index t) with a white marker in the

@@ -15,6 +15,8 @@ from torch import nn
 
 from curation.config import OnsetJudge
 from ovi_pl.encoders import LogMelSpectrogram, MelConfig
+from ovi_pl.evaluation import audio_text
+from ovi_pl.evaluation.clap_score import ClapScorer
 from ovi_pl.encoders.tiny import (
     TINY_AUDIO_YAML,
     write_tiny_audio_checkpoints,
@@ -268,9 +270,14 @@ def test_shipped_generate_config_parses():
 # ---------------------------------------------------------------------------- sample callback
 
 
-def test_sample_callback_logs_mp4s_to_the_mlflow_run(tmp_path):
-    """A 2-rank FSDP2 run of the tiny config: every rank samples, rank 0 logs the clips."""
-    result = run_ovi_pl(tmp_path, "fit", "--config", str(ROOT / "configs/tiny_fusion.yaml"), "--trainer.devices=2",
+def test_sample_callback_logs_mp4s_to_the_mlflow_run(tmp_path, tiny_clap):
+    """A 2-rank FSDP2 run of the tiny config, its sample callback given the tiny CLAP: every rank samples,
+    rank 0 logs the clips and their scores."""
+    config = yaml.safe_load((ROOT / "configs/tiny_fusion.yaml").read_text())
+    (callback,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith(".SampleVideoCallback")]
+    callback["init_args"]["clap_model"] = str(tiny_clap)
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    result = run_ovi_pl(tmp_path, "fit", "--config", "fit.yaml", "--trainer.devices=2",
                         "--trainer.max_steps=3", "--data.num_samples=4")
     assert result.returncode == 0, result.stderr[-6000:]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs/tiny_fusion/mlflow.db'}")
@@ -288,6 +295,18 @@ def test_sample_callback_logs_mp4s_to_the_mlflow_run(tmp_path):
         assert point.step == 3 and isinstance(point.value, float) and point.value == point.value  # not NaN
     methods = {k: v for k, v in run.data.metrics.items() if k.startswith("previews/sync_method/")}
     assert sum(methods.values()) == 2 and set(methods) <= {f"previews/sync_method/{m}" for m in SYNC_METHODS}
+    # CLAP text-audio: the mean of the evaluation's scorer over each logged clip against its own prompt's
+    # audio description (not the whole prompt).
+    (point,) = client.get_metric_history(run.info.run_id, "previews/clap_score")
+    clips = [Path(client.download_artifacts(run.info.run_id, p, str(tmp_path / "download"))) for p in logged]
+    expected = ClapScorer(tiny_clap)([(c, audio_text(p)) for c, p in zip(clips, callback["init_args"]["prompts"])])
+    assert point.step == 3 and isinstance(point.value, float)
+    assert point.value == pytest.approx(sum(expected) / 2, abs=1e-3)
+
+
+def test_sample_callback_refuses_a_missing_clap_model_before_training(tmp_path):
+    with pytest.raises(ValueError, match="clap_model .*nope"):
+        SampleVideoCallback(prompts=["a flash"], previews=True, clap_model=str(tmp_path / "nope"))
 
 
 def test_sample_callback_judges_a_clip_with_a_known_offset(tmp_path):

@@ -14,24 +14,30 @@ then logs them under `previews/`, never under `samples/`.
 Each clip's audio-visual sync is judged as curation judges its clips (training/sample_sync.py) and
 logged as metrics over steps next to the losses: `<dir>/sync_offset` and `<dir>/sync_abs_offset`
 (frames, mean over the clips), `<dir>/sync_confidence` (mean), and `<dir>/sync_method/<method>`
-(how many clips that judge decided; confidences mean something only within one method).
+(how many clips that judge decided; confidences mean something only within one method). With
+`clap_model`, each clip's audio is scored against its prompt's audio description by the evaluation's
+CLAP scorer (ovi_pl/evaluation/clap_score.py) and logged as `<dir>/clap_score` (mean over the clips).
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import MLFlowLogger
 
+from ovi_pl.evaluation.texts import audio_text
 from ovi_pl.generation.components import ClipGeometry, GenerationEncoders
 from ovi_pl.generation.pipeline import clip_file_name, decode_clips, encode_prompts, generate_latents, write_clip
 from ovi_pl.generation.sampler import Conditioning, SamplerConfig
 from ovi_pl.models.ovi import get_model_config
 from ovi_pl.sync.model import load_syncnet
 from ovi_pl.training.sample_sync import SampleSync, SampleSyncJudge
+
+if TYPE_CHECKING:
+    from ovi_pl.evaluation.clap_score import ClapScorer
 
 
 class SampleVideoCallback(Callback):
@@ -41,6 +47,8 @@ class SampleVideoCallback(Callback):
     and VAEs. previews: allow stand-ins for the unset ones (see the module docstring).
     sync: judge each clip's audio-visual sync and log it; syncnet_weights: a local SyncNet
     checkpoint to judge faces with first (without it, the weight-free judges decide).
+    clap_model: a local directory with a transformers ClapModel + ClapProcessor (save_pretrained) to
+    score each clip's audio against its prompt's audio description; None logs no CLAP score.
     The clips go to `samples/step_N/` of the run's artifacts (and of `trainer.default_root_dir`),
     or to `previews/step_N/` when any stand-in is in use."""
 
@@ -54,6 +62,7 @@ class SampleVideoCallback(Callback):
         previews: bool = False,
         sync: bool = True,
         syncnet_weights: str | None = None,
+        clap_model: str | None = None,
     ) -> None:
         if not prompts:
             raise ValueError("SampleVideoCallback needs at least one prompt")
@@ -82,6 +91,12 @@ class SampleVideoCallback(Callback):
         self.sync = sync
         self.syncnet_weights = syncnet_weights
         self._judge: SampleSyncJudge | None = None
+        if clap_model is not None and not (Path(clap_model) / "config.json").is_file():
+            raise ValueError(f"SampleVideoCallback: clap_model {clap_model} is not a saved CLAP model (no "
+                             "config.json); give a local directory written by ClapModel/ClapProcessor "
+                             "save_pretrained, or null for no CLAP score")
+        self.clap_model = clap_model
+        self._clap: ClapScorer | None = None
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -120,6 +135,8 @@ class SampleVideoCallback(Callback):
         if isinstance(logger, MLFlowLogger):
             logger.experiment.log_artifacts(logger.run_id, str(folder), f"{self.artifact_dir}/step_{step:07d}")
             metrics = self.sync_metrics([self.judge(p) for p in paths]) if self.sync else {}
+            if self.clap_model is not None:
+                metrics[f"{self.artifact_dir}/clap_score"] = self.clap_score(paths, str(pl_module.device))
             metrics[f"{self.artifact_dir}/seconds"] = time.perf_counter() - start
             logger.log_metrics(metrics, step=step)
         return paths
@@ -130,6 +147,16 @@ class SampleVideoCallback(Callback):
             syncnet = None if self.syncnet_weights is None else load_syncnet(self.syncnet_weights)
             self._judge = SampleSyncJudge(syncnet=syncnet)
         return self._judge(clip)
+
+    def clap_score(self, clips: list[Path], device: str = "cpu") -> float:
+        """Mean CLAP score (100 x cosine) of the clips' audio against their prompts' audio descriptions."""
+        if self._clap is None:
+            # transformers loads only when a CLAP score is asked for.
+            from ovi_pl.evaluation.clap_score import ClapScorer
+
+            self._clap = ClapScorer(self.clap_model, device)
+        scores = self._clap([(clip, audio_text(prompt)) for clip, prompt in zip(clips, self.prompts, strict=True)])
+        return sum(scores) / len(scores)
 
     def sync_metrics(self, judged: list[SampleSync]) -> dict[str, float]:
         prefix = f"{self.artifact_dir}/sync"
