@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from ovi_pl.models.ovi.config import FusionConfig, TowerConfig
 from ovi_pl.models.ovi.parallelize import sharding_units, towers
@@ -68,7 +69,7 @@ def measured_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer, ema
     exist only between backward and the optimizer step)."""
 
     def nbytes(tensors: list[torch.Tensor]) -> int:
-        return sum(_local(t).numel() * t.element_size() for t in tensors)
+        return sum(_held_bytes(_local(t)) for t in tensors)
 
     return {
         "weights": nbytes(list(model.parameters())),
@@ -79,6 +80,15 @@ def measured_state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer, ema
 
 def _local(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _held_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor holds; a wrapper subclass (torchao's 8-bit optimizer state: uint8 codes and
+    per-block scales) holds those of its inner tensors, not numel x its apparent dtype."""
+    if is_traceable_wrapper_subclass(tensor):
+        names, _ = tensor.__tensor_flatten__()
+        return sum(_held_bytes(getattr(tensor, name)) for name in names)
+    return tensor.numel() * tensor.element_size()
 
 
 def activation_bytes(

@@ -9,6 +9,7 @@ initial weights into the shards, so no rank ever holds the full model.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -57,8 +58,14 @@ Batch = dict[str, Tensor]
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW with linear warmup then constant learning rate, and gradient-norm clipping."""
+    """AdamW with linear warmup then constant learning rate, and gradient-norm clipping.
 
+    name: "adamw" (torch, fp32 moments, 8 bytes per trainable weight) or "adamw8bit" (torchao's
+    AdamW8bit: block-wise 8-bit moments, about 2 bytes per weight; tensors under 4096 elements
+    keep fp32 moments).
+    """
+
+    name: Literal["adamw", "adamw8bit"] = "adamw"
     lr: float = 5e-5
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
@@ -68,6 +75,10 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         key = "model.optimizer"
+        _require(self.name in OPTIMIZERS, f"{key}.name={self.name!r} must be one of {sorted(OPTIMIZERS)}")
+        if self.name == "adamw8bit":
+            _require(importlib.util.find_spec("torchao") is not None,
+                     f"{key}.name='adamw8bit' needs torchao: pip install torchao==0.18.0 (or -e '.[train]')")
         _require(self.lr > 0, f"{key}.lr={self.lr} must be > 0 (the paper: 1e-4 audio pretraining, 5e-5 fusion)")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                  f"{key}.betas={list(self.betas)} must be two numbers in [0, 1), e.g. [0.9, 0.95]")
@@ -80,7 +91,7 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class ParallelConfig:
-    """FSDP2 mixed precision and memory options; parameters and optimizer state stay fp32.
+    """FSDP2 mixed precision and memory options; trainable parameters stay fp32.
 
     context_parallel: ranks that split each sample's tokens (Ulysses; README "Training"); the
     ranks (devices x nodes) form groups of this size, and each group trains on the same samples.
@@ -93,6 +104,9 @@ class ParallelConfig:
     # bfloat16 halves their memory and checkpoint bytes; the released Wan2.2 and Ovi weights are bf16.
     frozen_dtype: Literal["float32", "bfloat16"] = "float32"
     context_parallel: int = 1
+    # FSDP2 keeps the weight shards, gradients and optimizer state in host memory and the
+    # optimizer steps there; the GPU holds only the gathered units and activations.
+    cpu_offload: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.context_parallel, int) or self.context_parallel < 1:
@@ -108,6 +122,15 @@ class ValidationConfig:
 
     def __post_init__(self) -> None:
         _require(self.noise_levels >= 1, f"model.validation.noise_levels={self.noise_levels} must be >= 1")
+
+
+def _adamw8bit() -> type[torch.optim.Optimizer]:
+    from torchao.optim import AdamW8bit  # optional, and slow to import
+
+    return AdamW8bit
+
+
+OPTIMIZERS = {"adamw": lambda: torch.optim.AdamW, "adamw8bit": _adamw8bit}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -194,6 +217,9 @@ class OviTrainingModule(L.LightningModule):
     def configure_model(self) -> None:
         if self.model is not None:
             return
+        if self.parallel.cpu_offload and self.device_mesh is None:
+            raise ValueError("model.parallel.cpu_offload: true needs FSDP2 sharding: set trainer.strategy to "
+                             "ovi_pl.training.strategy.FSDP2Strategy, or cpu_offload: false")
         with torch.device("meta"):
             model = self.build_model()
         if self.parallel.frozen_dtype != "float32":
@@ -207,8 +233,10 @@ class OviTrainingModule(L.LightningModule):
             param_dtype=self.compute_dtype,
             activation_checkpointing=self.parallel.activation_checkpointing,
             compile_blocks=self.parallel.compile_blocks,
+            cpu_offload=self.parallel.cpu_offload,
         )
-        model.to_empty(device=self.trainer.strategy.root_device)
+        # Offloaded shards must be materialised in host memory (FSDP2 checks); the model has no buffers.
+        model.to_empty(device="cpu" if self.parallel.cpu_offload else self.trainer.strategy.root_device)
         torch.manual_seed(self.seed)
         model.init_weights()
         self.load_initial_weights(model)
@@ -220,7 +248,8 @@ class OviTrainingModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optimizer_config
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        optimizer = OPTIMIZERS[cfg.name]()(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                           weight_decay=cfg.weight_decay)
         warmup = max(cfg.warmup_steps, 1)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

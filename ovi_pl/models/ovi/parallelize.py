@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
 from ovi_pl.models.ovi.context_parallel import SequenceShards, UlyssesAttention
 from ovi_pl.models.ovi.fusion import OviFusionModel
@@ -44,13 +44,16 @@ def parallelize(
     reduce_dtype: torch.dtype = torch.float32,
     activation_checkpointing: bool = True,
     compile_blocks: bool = False,
+    cpu_offload: bool = False,
 ) -> OviFusionModel | DiTTower:
     """Apply context parallel, compile, activation checkpointing and FSDP2 in place (in that
     order, as torchtitan does).
 
     mesh: None skips sharding (single device; the other options still apply), a 1-D mesh shards
     over its ranks, a 2-D ("data_parallel", "context_parallel") mesh also splits tokens over the
-    second dimension.
+    second dimension. cpu_offload: every unit's shards, and their gradients, live in host memory
+    (materialise the model on the CPU); each unit is copied to the mesh's device, cast to
+    `param_dtype` and all-gathered before it runs, whatever dtype its shards are stored in.
     """
     if mesh is not None and mesh.ndim == 2:
         context = mesh["context_parallel"]
@@ -68,14 +71,16 @@ def parallelize(
     if mesh is None:
         return model
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
+    # Pinned host memory makes the copies to the GPU asynchronous; a CPU mesh has no device to pin for.
+    offload = CPUOffloadPolicy(pin_memory=mesh.device_type != "cpu") if cpu_offload else OffloadPolicy()
     for tower in towers(model):
         for block in tower.blocks:
             for unit in sharding_units(block):
-                fully_shard(unit, mesh=mesh, mp_policy=policy)
+                fully_shard(unit, mesh=mesh, mp_policy=policy, offload_policy=offload)
     # The root leaves its inputs as given: each tower casts latents and text to its compute dtype
     # itself, and the timestep must reach the time embedding unrounded (bf16 turns 995.9 into 996).
     root_policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype, cast_forward_inputs=False)
-    fully_shard(model, mesh=mesh, mp_policy=root_policy)
+    fully_shard(model, mesh=mesh, mp_policy=root_policy, offload_policy=offload)
     return model
 
 
