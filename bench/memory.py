@@ -5,10 +5,11 @@
 
 Weights, gradients, optimizer state and EMA are exact for the config's model, freezing preset and
 LoRA (counted on the meta device, so no memory is used); the all-gathered units and activations
-are estimates (ovi_pl/training/memory.py says how). Options: `fp32` (what the configs do),
-`bf16-frozen` (`model.parallel.frozen_dtype: bfloat16`), and two that are modelled but not yet
-switches: `+adam8bit` (an 8-bit AdamW, 2 bytes of state per weight) and `+offload` (FSDP2 CPU
-offload of weights, gradients and optimizer state).
+are estimates (ovi_pl/training/memory.py says how). Options, named by their config switches:
+`fp32` (what the configs do), `frozen_dtype=bf16` (`model.parallel.frozen_dtype: bfloat16`),
+`+adamw8bit` (`model.optimizer.name: adamw8bit`, torchao's 8-bit AdamW: 1 byte per moment) and
+`+cpu_offload` (`model.parallel.cpu_offload: true`, FSDP2 keeps weights, gradients and optimizer
+state in host memory).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from ovi_pl.training.memory import (  # noqa: E402
 
 OPTIONS = {
     "fp32": MemoryOptions(),
-    "bf16-frozen": MemoryOptions(frozen_bytes=2),
-    "bf16-frozen+adam8bit": MemoryOptions(frozen_bytes=2, optimizer_bytes=2),
-    "bf16-frozen+offload": MemoryOptions(frozen_bytes=2, cpu_offload=True),
+    "frozen_dtype=bf16": MemoryOptions(frozen_bytes=2),
+    "frozen_dtype=bf16+adamw8bit": MemoryOptions(frozen_bytes=2, optimizer_bytes=2),
+    "frozen_dtype=bf16+cpu_offload": MemoryOptions(frozen_bytes=2, cpu_offload=True),
 }
 # Clip of the base ovi-11b configs (fusion.yaml): 121 frames at 704x1280 -> 31 x 22 x 40 tokens.
 DEFAULT_VIDEO_TOKENS, DEFAULT_AUDIO_TOKENS = 31 * 22 * 40, 157

@@ -35,9 +35,11 @@ class ParameterCounts:
 @dataclass(frozen=True)
 class MemoryOptions:
     """frozen_bytes: bytes per frozen weight (4 fp32, 2 with `model.parallel.frozen_dtype: bfloat16`).
-    optimizer_bytes: optimizer state per trainable weight (8 for AdamW's fp32 moments, 2 for an
-    8-bit AdamW). cpu_offload: weights, gradients and optimizer state live in host memory (FSDP2's
-    CPUOffloadPolicy); the GPU holds the gathered units and activations."""
+    optimizer_bytes: optimizer state per trainable weight (8 for AdamW's fp32 moments, 2 with
+    `model.optimizer.name: adamw8bit`: 1 byte per moment, leaving out its per-256-value fp32 scales,
+    0.03 bytes, and the fp32 moments it keeps for tensors under 4096 values). cpu_offload
+    (`model.parallel.cpu_offload: true`): weights, gradients and optimizer state live in host memory
+    (FSDP2's CPUOffloadPolicy); the GPU holds the gathered units and activations."""
 
     frozen_bytes: int = 4
     optimizer_bytes: int = 8
