@@ -624,6 +624,36 @@ def _session_dirs(procs: list[psutil.Process]) -> set[Path]:
     return dirs
 
 
+def _stop_cluster_of(home: Path, address: str | None) -> None:
+    """Not `ray stop`, which stops every Ray cluster of this user on the machine: only the processes that
+    inherited `home` (stopping the raylet orphans its workers; they are found on the next pass). Then what
+    `ray stop` clears: the note that makes a later plain `ray.init()` join this cluster (and wait forever
+    once it is gone), if it still names `address`, and the cluster's session directories."""
+    from ray._common.utils import get_ray_address_file
+
+    sessions: set[Path] = set()
+    for _ in range(3):
+        cluster = _with_home(home)
+        sessions |= _session_dirs(cluster)
+        _end(cluster)
+    address_file = Path(get_ray_address_file(None))
+    if address and address_file.exists() and address_file.read_text() == address:
+        address_file.unlink(missing_ok=True)
+    for session in sessions:
+        shutil.rmtree(session, ignore_errors=True)
+        for link in session.parent.iterdir():  # session_latest and the like, now dangling
+            if link.is_symlink() and Path(os.readlink(link)).is_relative_to(session):
+                link.unlink(missing_ok=True)
+
+
+def _cluster_address() -> str | None:
+    """The address `ray start --head` noted for later plain `ray.init()` calls."""
+    from ray._common.utils import get_ray_address_file
+
+    address_file = Path(get_ray_address_file(None))
+    return address_file.read_text() if address_file.exists() else None
+
+
 @needs_ffmpeg
 @pytest.mark.skipif(_dashboard_missing() is not None, reason=str(_dashboard_missing()))
 def test_ray_job_submit_runs_the_pipeline(inputs: dict, tmp_path: Path) -> None:
@@ -648,16 +678,14 @@ def test_ray_job_submit_runs_the_pipeline(inputs: dict, tmp_path: Path) -> None:
     cfg = _write_yaml(tmp_path / "cfg.yaml", {**_config(inputs, out), "inputs": {"manifest": str(manifest)}})
     in_process = ("import sys, ray; from curation.preflight import load_config; "
                   "from curation.pipeline import init_ray; init_ray(load_config(sys.argv[1])); ray.shutdown()")
-    from ray._common.utils import get_ray_address_file
-
-    address_file, address = Path(get_ray_address_file(None)), None
+    address = None
     try:
         first = subprocess.run([PYTHON, "-c", in_process, str(cfg)], cwd=REPO, capture_output=True, text=True,
                                timeout=120, env=env)
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         started = subprocess.run(start, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
         assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
-        address = address_file.read_text() if address_file.exists() else None
+        address = _cluster_address()
         for _ in range(30):  # the dashboard agent that takes jobs comes up a few seconds after `ray start` returns
             job = subprocess.run(submit[:-1] + [str(cfg)], cwd=REPO, capture_output=True, text=True, timeout=240,
                                  env=env)
@@ -670,22 +698,7 @@ def test_ray_job_submit_runs_the_pipeline(inputs: dict, tmp_path: Path) -> None:
         assert _shard_keys(out / "shards") == [clip_key(str(inputs["media"]["moving"]), 0)]
         assert validate_shards([out / "shards"]).ok
     finally:
-        # Not `ray stop`, which stops every Ray cluster of this user on the machine: only the processes
-        # that inherited this test's private HOME (stopping the raylet orphans its workers; they are
-        # found on the next pass). Then what `ray stop` clears, the note that makes a later plain
-        # `ray.init()` join this cluster, if it still names it, and the cluster's session directory.
-        sessions: set[Path] = set()
-        for _ in range(3):
-            cluster = _with_home(home)
-            sessions |= _session_dirs(cluster)
-            _end(cluster)
-        if address and address_file.exists() and address_file.read_text() == address:
-            address_file.unlink(missing_ok=True)
-        for session in sessions:
-            shutil.rmtree(session, ignore_errors=True)
-            for link in session.parent.iterdir():  # session_latest and the like, now dangling
-                if link.is_symlink() and Path(os.readlink(link)).is_relative_to(session):
-                    link.unlink(missing_ok=True)
+        _stop_cluster_of(home, address)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -725,11 +738,12 @@ def test_two_nodes_process_clips_on_both_and_write_what_one_node_writes(full_run
     out = tmp_path / "out"
     cfg = _write_yaml(tmp_path / "cfg.yaml", {**_config(inputs, out, shard_max_samples=2),
                                               "inputs": {"manifest": str(manifest)}})
-    address = f"http://127.0.0.1:{dashboard}"
+    address, noted = f"http://127.0.0.1:{dashboard}", None
     try:
         for command in (head, worker):
             started = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
             assert started.returncode == 0, started.stdout[-3000:] + started.stderr[-3000:]
+            noted = noted or _cluster_address()
         for _ in range(30):  # the dashboard agent that takes jobs comes up a few seconds after `ray start` returns
             job = subprocess.run([ray_bin, "job", "submit", "--address", address, "--working-dir", ".", "--",
                                   "python", "curation/run.py", "--config", str(cfg)], cwd=REPO, capture_output=True,
@@ -749,13 +763,7 @@ def test_two_nodes_process_clips_on_both_and_write_what_one_node_writes(full_run
                        if "MapBatches(transcode)" in t["name"] and t["state"] == "FINISHED"}
         assert stage_nodes == node_ids, "transcode ran on both nodes"
     finally:
-        sessions: set[Path] = set()
-        for _ in range(3):  # as in test_ray_job_submit_runs_the_pipeline: only this cluster's processes
-            cluster = _with_home(home)
-            sessions |= _session_dirs(cluster)
-            _end(cluster)
-        for session in sessions:
-            shutil.rmtree(session, ignore_errors=True)
+        _stop_cluster_of(home, noted)
     inputs_here = {str(inputs["media"][n]) for n in names}
 
     def rows(records: list[dict]) -> list[str]:  # what a record says of its clip; not where or how fast

@@ -70,7 +70,7 @@ def latent_output(input_shards: Path, tiny_encoder_paths: EncoderPaths, tmp_path
     import ray
 
     out = tmp_path_factory.mktemp("latents")
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         rows = run_latent_stage(input_shards, out, LatentStage(tiny_encoder_paths, text_member=TEXT_MEMBER))
     finally:

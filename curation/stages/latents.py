@@ -167,7 +167,8 @@ def shard_rows(input_dir: str | Path, output_dir: str | Path) -> list[Row]:
 
 
 def run_latent_stage(input_dir: str | Path, output_dir: str | Path, stage: LatentStage) -> list[Row]:
-    """Run `stage` over every shard under input_dir on Ray Data (connects to or starts Ray)."""
+    """Run `stage` over every shard under input_dir on Ray Data: on the Ray already initialised, the cluster
+    RAY_ADDRESS names, or a new local one."""
     import ray
     import ray.data
 
@@ -175,7 +176,10 @@ def run_latent_stage(input_dir: str | Path, output_dir: str | Path, stage: Laten
 
     rows = shard_rows(input_dir, output_dir)
     if not ray.is_initialized():
-        ray.init()
+        # A bare ray.init() joins whatever cluster /tmp/ray/ray_current_cluster names, and waits forever
+        # when a killed run left that note behind: join only a cluster named on purpose (ray job submit sets
+        # RAY_ADDRESS), else start one for this run.
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
     # One block per shard, so the actor pool gets the shards one by one.
     ds = ray.data.from_arrow(encode_rows(rows)).repartition(len(rows))
     ds = add_stage(ds, stage)
