@@ -31,7 +31,7 @@ class SyncNetFilterStage(Stage):
         import torch
 
         from ovi_pl.sync.clip import TrackSettings
-        from ovi_pl.sync.faces import HaarFaceDetector, YuNetDetector
+        from ovi_pl.sync.faces import load_face_detector
         from ovi_pl.sync.model import load_syncnet
 
         c = self.config
@@ -43,14 +43,7 @@ class SyncNetFilterStage(Stage):
             if c.detector_weights is None and c.detector != "haar":
                 raise ValueError(f"filters.syncnet.detector_weights is not set: detector {c.detector} needs a local "
                                  "model file")
-            if c.detector == "haar":
-                self._detector = HaarFaceDetector()
-            elif c.detector == "yunet":
-                self._detector = YuNetDetector(c.detector_weights)
-            else:
-                from ovi_pl.sync.s3fd import S3FDDetector
-
-                self._detector = S3FDDetector(c.detector_weights, device=self.device)
+            self._detector = load_face_detector(c.detector, c.detector_weights, device=self.device)
         self.settings = TrackSettings(c.detect_width, c.detect_every, c.min_track_frames, c.max_gap_frames,
                                       min_face_size=c.min_face_size, crop_scale=c.crop_scale,
                                       max_track_frames=c.max_track_frames)
