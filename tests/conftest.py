@@ -7,9 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ovi_pl.models.ovi import OviFusionModel, get_model_config
+
+
+@pytest.fixture(autouse=True)
+def _no_process_group_left_behind():
+    """An in-process Trainer.fit leaves its default process group initialised (Lightning does not destroy
+    it); the next test that starts its own group would then fail with "initialize ... twice"."""
+    yield
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
