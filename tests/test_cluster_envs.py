@@ -89,19 +89,13 @@ def test_models_requirements_pin_the_drivers_shared_packages() -> None:
 
 
 TINY_MODELS = """
-import json, sys, torch, open_clip
+import sys, torch
 from pathlib import Path
 from curation.stages.aesthetic import build_head
 from speech_media import build_tiny_whisper
+from tiny_open_clip import write_tiny_clip_768
 root = Path(sys.argv[1])
-# A ViT-L/14 at random is 1.7 GB and slow on CPU; this is its layout shrunk, with the 768-d embedding the
-# LAION head takes, registered in the worker by filters.aesthetic.clip_model_config.
-(root / "tiny-clip-768.json").write_text(json.dumps({
-    "embed_dim": 768, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
-open_clip.add_model_config(root / "tiny-clip-768.json")
-torch.manual_seed(0)
-torch.save(open_clip.create_model("tiny-clip-768", pretrained=None).state_dict(), root / "clip.pt")
+write_tiny_clip_768(root)  # registered in the worker by filters.aesthetic.clip_model_config
 torch.save(build_head().state_dict(), root / "head.pth")
 build_tiny_whisper(root / "whisper_hf", root / "whisper_ct2")
 """

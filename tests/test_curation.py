@@ -231,20 +231,16 @@ def test_aesthetic_head_has_laion_layout() -> None:
 
 
 AESTHETIC_CHECK = """
-import json, sys, torch, open_clip
+import json, sys, torch
 from pathlib import Path
 from curation.config import AestheticFilter
 from curation.stages.aesthetic import AestheticFilterStage, build_head
+from tiny_open_clip import write_tiny_clip_768
 tmp, clips = Path(sys.argv[1]), sys.argv[2:]
 # Real weights are not downloadable in tests: a tiny open_clip model with ViT-L/14's 768-d embedding (what
 # the LAION head takes) and random weights, loaded from local files by the stage's own code. The scores are
 # what this model says of these clips; a random ViT-L/14 says nearly the same of any image, and slowly.
-(tmp / "tiny-clip-768.json").write_text(json.dumps({
-    "embed_dim": 768, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
-open_clip.add_model_config(tmp / "tiny-clip-768.json")
-torch.manual_seed(0)
-torch.save(open_clip.create_model("tiny-clip-768", pretrained=None).state_dict(), tmp / "clip.pt")
+write_tiny_clip_768(tmp)
 head = build_head()
 with torch.no_grad():  # the head is linear; a random one maps every clip to nearly one score, so spread them
     head.layers[7].weight.mul_(1000.0)
@@ -283,7 +279,7 @@ def test_aesthetic_stage_rejects_below_the_threshold_and_keeps_the_rest(tmp_path
     media = make_synthetic_media(tmp_path / "media")
     result = subprocess.run([str(python), "-c", AESTHETIC_CHECK, str(tmp_path), str(media["moving"]),
                              str(media["static"])], capture_output=True, text=True, timeout=600, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{Path(__file__).parent}"})
     assert result.returncode == 0, result.stderr[-4000:]
     out = json.loads(result.stdout.split("RESULT", 1)[1])
     runs = out["runs"]
