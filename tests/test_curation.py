@@ -625,16 +625,13 @@ def _stop_cluster_of(home: Path, address: str | None) -> None:
     inherited `home` (stopping the raylet orphans its workers; they are found on the next pass). Then what
     `ray stop` clears: the note that makes a later plain `ray.init()` join this cluster (and wait forever
     once it is gone), if it still names `address`, and the cluster's session directories."""
-    from ray._common.utils import get_ray_address_file
-
     sessions: set[Path] = set()
     for _ in range(3):
         cluster = _with_home(home)
         sessions |= _session_dirs(cluster)
         _end(cluster)
-    address_file = Path(get_ray_address_file(None))
-    if address and address_file.exists() and address_file.read_text() == address:
-        address_file.unlink(missing_ok=True)
+    if address and _cluster_address() == address:
+        _ray_address_file().unlink(missing_ok=True)
     for session in sessions:
         shutil.rmtree(session, ignore_errors=True)
         for link in session.parent.iterdir():  # session_latest and the like, now dangling
@@ -642,11 +639,15 @@ def _stop_cluster_of(home: Path, address: str | None) -> None:
                 link.unlink(missing_ok=True)
 
 
-def _cluster_address() -> str | None:
-    """The address `ray start --head` noted for later plain `ray.init()` calls."""
+def _ray_address_file() -> Path:
     from ray._common.utils import get_ray_address_file
 
-    address_file = Path(get_ray_address_file(None))
+    return Path(get_ray_address_file(None))
+
+
+def _cluster_address() -> str | None:
+    """The address `ray start --head` noted for later plain `ray.init()` calls."""
+    address_file = _ray_address_file()
     return address_file.read_text() if address_file.exists() else None
 
 
