@@ -21,11 +21,17 @@ class ClusterTooSmallError(RuntimeError):
 
 def init_ray(config: CurationConfig) -> None:
     """Connect to the cluster the config or RAY_ADDRESS names, or start an in-process one."""
+    join_or_start_ray(config.ray.address, config.ray.num_cpus)
+
+
+def join_or_start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to the cluster `address` or RAY_ADDRESS names, or start an in-process one of `num_cpus`
+    (default: all) that leaves nothing behind in the home or temp directories for later runs to trip on."""
     import ray
 
     if ray.is_initialized():
         return
-    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    address = address or os.environ.get("RAY_ADDRESS")
     if address:
         # Under `ray job submit` the job's runtime_env (working_dir) already applies to this driver.
         ray.init(address=address)
@@ -42,7 +48,7 @@ def init_ray(config: CurationConfig) -> None:
     if not any(os.environ.get(v) for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     # address="local": never attach to some other cluster on this machine that `ray start` left running.
-    ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
 
 
 def check_stages_fit(stages: list[Stage], cluster: Mapping[str, float],

@@ -169,17 +169,13 @@ def shard_rows(input_dir: str | Path, output_dir: str | Path) -> list[Row]:
 def run_latent_stage(input_dir: str | Path, output_dir: str | Path, stage: LatentStage) -> list[Row]:
     """Run `stage` over every shard under input_dir on Ray Data: on the Ray already initialised, the cluster
     RAY_ADDRESS names, or a new local one."""
-    import ray
     import ray.data
 
+    from ..cluster import join_or_start_ray
     from ..runner import add_stage, decode_rows, encode_rows
 
     rows = shard_rows(input_dir, output_dir)
-    if not ray.is_initialized():
-        # A bare ray.init() joins whatever cluster /tmp/ray/ray_current_cluster names, and waits forever
-        # when a killed run left that note behind: join only a cluster named on purpose (ray job submit sets
-        # RAY_ADDRESS), else start one for this run.
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
+    join_or_start_ray()
     # One block per shard, so the actor pool gets the shards one by one.
     ds = ray.data.from_arrow(encode_rows(rows)).repartition(len(rows))
     ds = add_stage(ds, stage)
@@ -243,9 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     stage = LatentStage(paths, text_member=args.text_member, latent_dtype=args.latent_dtype, actors=args.actors,
                         gpus_per_actor=args.gpus_per_actor, overwrite=args.overwrite)
     if args.ray_address:
-        import ray
+        from ..cluster import join_or_start_ray
 
-        ray.init(address=args.ray_address)
+        join_or_start_ray(args.ray_address)
     rows = run_latent_stage(args.input, args.output, stage)
     bad = 0
     for row in rows:
