@@ -1,4 +1,5 @@
-"""The Ray cluster a run gets: joining or starting it, and checking before any work that the stages fit on it.
+"""The Ray cluster a run gets: joining or starting it (ovi_pl.ray_cluster), and checking before any work that
+the stages fit on it.
 
 Model stages run as fixed-size actor pools that hold their CPUs (and GPUs) for the whole run; the
 task stages (probe, scenes, transcode, ...) share what is left. If the pools take every CPU, the task
@@ -7,11 +8,11 @@ checks the sums first and names the settings that would make it fit.
 """
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Mapping
 
-from .config import REPO_ROOT, CurationConfig
+from ovi_pl.ray_cluster import join_or_start_ray
+
+from .config import CurationConfig
 from .stage import Stage
 
 
@@ -22,33 +23,6 @@ class ClusterTooSmallError(RuntimeError):
 def init_ray(config: CurationConfig) -> None:
     """Connect to the cluster the config or RAY_ADDRESS names, or start an in-process one."""
     join_or_start_ray(config.ray.address, config.ray.num_cpus)
-
-
-def join_or_start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to the cluster `address` or RAY_ADDRESS names, or start an in-process one of `num_cpus`
-    (default: all) that leaves nothing behind in the home or temp directories for later runs to trip on."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        # Under `ray job submit` the job's runtime_env (working_dir) already applies to this driver.
-        ray.init(address=address)
-        return
-    # Workers of a local cluster inherit this environment; the repo root on PYTHONPATH lets them
-    # unpickle the stages when run.py was started as a script rather than an installed package.
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    # With no auth configured, Ray starts a new cluster with token auth and saves a fresh token to
-    # ~/.ray/auth_token. That file outlives this private cluster and turns token auth on for every
-    # later `ray start --head` of the user, while `ray job submit` only sends a token under
-    # RAY_AUTH_MODE=token: the README's commands then fail with "Missing authentication token".
-    # A token of its own in the environment (the cluster's processes inherit it) keeps this cluster
-    # behind token auth and leaves nothing in the home directory. Auth the user set up is left alone.
-    if not any(os.environ.get(v) for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    # address="local": never attach to some other cluster on this machine that `ray start` left running.
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
 
 
 def check_stages_fit(stages: list[Stage], cluster: Mapping[str, float],

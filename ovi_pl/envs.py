@@ -8,7 +8,8 @@ An environment is a plain mapping with exactly one of:
 - `requirements`: a pinned requirements file Ray installs with pip on each node;
 - `image_uri`: a container image Ray runs the worker in.
 Ray moves Arrow blocks and cloudpickled objects between the driver and these workers, so ray, pyarrow,
-numpy and cloudpickle must be the driver's exact versions on both sides (`lock_problems`).
+numpy and cloudpickle must be the driver's exact versions on both sides (`lock_problems`). Curation's model
+stages and evaluation's CLIP scorer both reach their environment this way.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from packaging.utils import canonicalize_name
 # blocks, the numpy arrays inside them, and the pickled functions and rows.
 SHARED_PACKAGES = ("ray", "pyarrow", "numpy", "cloudpickle")
 KINDS = ("python", "pip", "uv", "requirements", "image_uri")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Where model work runs unless a config names another environment: what `make models-env` builds.
+DEFAULT_ENVS: dict[str, dict[str, Any]] = {"models": {"python": ".venv-models/bin/python"}}
 
 
 def runtime_env(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,6 +44,16 @@ def runtime_env(spec: Mapping[str, Any]) -> dict[str, Any]:
     if kind == "requirements":
         return {"pip": str(value)}  # Ray reads the file on the driver and installs it on each node
     return {"image_uri": str(value)}
+
+
+def resolved(spec: Mapping[str, Any], root: Path = REPO_ROOT) -> dict[str, Any]:
+    """`spec` with a relative interpreter or requirements path made absolute against `root` (the repository
+    root: where `ray job submit --working-dir .` runs the driver, and where `make models-env` builds)."""
+    out = dict(spec)
+    for key in ("python", "requirements"):
+        if out.get(key) is not None and not Path(out[key]).is_absolute():
+            out[key] = str(root / out[key])
+    return out
 
 
 def driver_versions(packages: tuple[str, ...] = SHARED_PACKAGES) -> dict[str, str]:
@@ -70,7 +84,7 @@ def lock_problems(key: str, spec: Mapping[str, Any], fix: str) -> list[str]:
     it names to the driver's exact version (those it leaves out come from the driver's environment). A
     container image is checked by Ray when the worker starts.
     """
-    kind = _kind(spec)
+    kind = _kind(spec, key)
     want = driver_versions()
     if kind == "python":
         python = Path(spec["python"])
@@ -105,8 +119,10 @@ def lock_problems(key: str, spec: Mapping[str, Any], fix: str) -> list[str]:
     return problems
 
 
-def _kind(spec: Mapping[str, Any]) -> str:
+def _kind(spec: Mapping[str, Any], key: str = "environment") -> str:
+    unknown = sorted(set(spec) - set(KINDS))
     given = [k for k in KINDS if spec.get(k) is not None]
-    if len(given) != 1:
-        raise ValueError(f"an environment needs exactly one of {', '.join(KINDS)}; got {given or 'none'}")
+    if unknown or len(given) != 1:
+        raise ValueError(f"{key} needs exactly one of {', '.join(KINDS)}; got {given or 'none'}"
+                         + (f" and unknown keys {unknown}" if unknown else ""))
     return given[0]

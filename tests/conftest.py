@@ -90,14 +90,12 @@ def run_ovi_pl(workdir: Path, *args: str, timeout: float = 600) -> subprocess.Co
 
 
 def models_python() -> Path | None:
-    """The second environment's interpreter (README "Environments"), found as the project finds it
-    ($OVI_PL_MODELS_PYTHON, else .venv-models), or None where it is not installed."""
-    from ovi_pl.evaluation.clip_score import find_models_python
+    """The second environment's interpreter (README "Environments"), where the project's default `envs`
+    puts it (.venv-models), or None where it is not installed."""
+    from ovi_pl.envs import DEFAULT_ENVS, resolved
 
-    try:
-        return find_models_python()
-    except FileNotFoundError:
-        return None
+    python = Path(resolved(DEFAULT_ENVS["models"])["python"])
+    return python if python.is_file() else None
 
 
 @pytest.fixture(scope="session")

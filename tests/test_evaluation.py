@@ -211,11 +211,24 @@ def ranks_each_match_first(scores: np.ndarray) -> bool:
     return bool(np.all(scores.argmax(axis=1) == np.arange(len(scores))))
 
 
-def test_clip_score_ranks_the_matching_colour_first(tmp_path):
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Joins or starts the in-process Ray cluster (ovi_pl.ray_cluster, as the CLIP scorer and curation's pipeline
+    do) when called; one for the module, shut down after it."""
+    import ray
+
+    from ovi_pl.ray_cluster import join_or_start_ray
+
+    yield lambda: join_or_start_ray(num_cpus=2)
+    ray.shutdown()
+
+
+def test_clip_score_ranks_the_matching_colour_first(tmp_path, ray_cluster):
     """A tiny open_clip model fitted (tests/fit_tiny_clip.py, in the models environment) on jittered solid
     colours and their names, saved as safetensors; the scorer, on mp4s of those colours encoded by ffmpeg
-    (yuv420p, so not the training pixels), scores each clip's own colour above the other two. A swapped
-    channel order on the way from the decoder to the worker would rank red and blue wrongly."""
+    (yuv420p, so not the training pixels), scores each clip's own colour above the other two in a Ray actor
+    on the default models environment (.venv-models, ovi_pl.envs). A swapped channel order on the way from the
+    decoder to the actor would rank red and blue wrongly."""
     from ovi_pl.evaluation.clip_score import ClipScorer
 
     python = models_python()
@@ -225,8 +238,9 @@ def test_clip_score_ranks_the_matching_colour_first(tmp_path):
     config.write_text(json.dumps(TINY_CLIP))
     weights = tmp_path / "tiny-clip.safetensors"
     pairs = json.dumps([[rgb, caption] for caption, rgb in COLOURS.items()])
-    subprocess.run([str(python), "-I", str(Path(__file__).with_name("fit_tiny_clip.py")), str(config), str(weights),
-                    pairs], check=True, timeout=600)
+    fit = subprocess.Popen([str(python), "-I", str(Path(__file__).with_name("fit_tiny_clip.py")), str(config),
+                            str(weights), pairs])
+    ray_cluster()  # while the model fits
     clips = []
     for caption, (r, g, b) in COLOURS.items():
         clip = tmp_path / f"{caption.split()[1]}.mp4"
@@ -234,9 +248,29 @@ def test_clip_score_ranks_the_matching_colour_first(tmp_path):
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", colour, "-c:v", "libx264",
                         "-pix_fmt", "yuv420p", str(clip)], check=True)
         clips.append(clip)
-    scorer = ClipScorer("tiny-clip", weights, config, num_frames=2, python=python)
+    assert fit.wait(timeout=600) == 0
+    scorer = ClipScorer("tiny-clip", weights, config, num_frames=2)
     scores = np.array(scorer([(clip, caption) for clip in clips for caption in COLOURS])).reshape(3, 3)
     assert ranks_each_match_first(scores), scores
+
+
+def test_clip_environment_is_checked_before_any_work(tmp_path):
+    """`evaluate --clip.*` checks the environment open-clip runs in as a curation config's `envs` are checked,
+    before the clip folder is read (it is empty here): an unknown name, an interpreter that is not there, pinned
+    requirements whose numpy is not the driver's."""
+    from ovi_pl.evaluation.cli import parse_config, run_evaluate
+
+    weights = tmp_path / "clip.safetensors"
+    weights.write_bytes(b"")
+    args = ["--clips", str(tmp_path), "--clip.model", "ViT-L-14", "--clip.weights", str(weights)]
+    with pytest.raises(ValueError, match=r"clip.environment: 'gpu' is not in envs \(has \['models'\]\)"):
+        run_evaluate(parse_config([*args, "--clip.environment", "gpu"]))
+    missing = tmp_path / "no-venv/bin/python"
+    with pytest.raises(ValueError, match=rf"envs.models.python: {missing} does not exist; .*make models-env"):
+        run_evaluate(parse_config([*args, "--envs", json.dumps({"models": {"python": str(missing)}})]))
+    with pytest.raises(ValueError, match=r"envs.pinned.pip: 'numpy==1.0' must pin numpy==\S+, the driver's version"):
+        run_evaluate(parse_config([*args, "--envs", json.dumps({"pinned": {"pip": ["numpy==1.0"]}}),
+                                   "--clip.environment", "pinned"]))
 
 
 def test_clap_score_ranks_the_matching_sound_first(tiny_clap, tmp_path):

@@ -3,26 +3,29 @@ logged to MLflow as a table (evaluation.json, evaluation.csv) and mean metrics (
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
+from ovi_pl.envs import DEFAULT_ENVS
 from ovi_pl.evaluation.evaluate import evaluate_clips, log_to_mlflow, read_clip_folder, summarize, write_csv
 
 
 @dataclass(frozen=True)
 class ClipOptions:
-    """open-clip model name (or the name inside model_config_json) and its local weights file."""
+    """open-clip model name (or the name inside model_config_json) and its local weights file; environment:
+    the name in `envs` that open-clip runs in."""
 
     model: str
     weights: str
     model_config_json: str | None = None
     num_frames: int = 8
-    python: str | None = None  # the models environment's interpreter; default .venv-models/bin/python
+    environment: str = "models"
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,9 @@ class EvaluateConfig:
     syncnet_weights: a local syncnet_v2.model; Sync-C/D with the project's SyncNet.
     face_detector: the faces SyncNet follows: haar (built in), yunet or s3fd with local face_detector_weights.
     sync_scorer: instead, `module:callable` mapping an mp4 path to a SyncScore (ovi_pl/evaluation/sync.py).
-    clap_model: a local directory holding ClapModel + ClapProcessor (save_pretrained)."""
+    clap_model: a local directory holding ClapModel + ClapProcessor (save_pretrained).
+    envs: named environments as in a curation config (README "Environments"): name -> exactly one of python,
+    pip, uv, requirements, image_uri; relative paths are against the repository root."""
 
     clips: str
     prompts: str | None = None
@@ -45,6 +50,7 @@ class EvaluateConfig:
     experiment: str = "ovi-evaluation"
     run_name: str | None = None
     run_id: str | None = None  # log into an existing run instead, e.g. the training run
+    envs: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_ENVS))
 
 
 def parse_config(argv: Sequence[str]) -> EvaluateConfig:
@@ -62,6 +68,14 @@ def run_evaluate(cfg: EvaluateConfig) -> tuple[str, list[dict[str, object]]]:
         raise ValueError("nothing to score: give --syncnet_weights (or --sync_scorer), --clip.model/--clip.weights "
                          "and/or --clap_model")
     sync = clip = clap = None
+    if cfg.clip is not None:  # first: a missing or unlocked environment fails before other scorers load
+        from ovi_pl.evaluation.clip_score import ClipScorer
+
+        name = cfg.clip.environment
+        if name not in cfg.envs:
+            raise ValueError(f"clip.environment: {name!r} is not in envs (has {sorted(cfg.envs)}); add it there")
+        clip = ClipScorer(cfg.clip.model, cfg.clip.weights, cfg.clip.model_config_json, cfg.clip.num_frames,
+                          cfg.envs[name], f"envs.{name}")
     if cfg.syncnet_weights:
         from ovi_pl.evaluation.sync import SyncNetScorer
 
@@ -70,11 +84,6 @@ def run_evaluate(cfg: EvaluateConfig) -> tuple[str, list[dict[str, object]]]:
         from ovi_pl.evaluation.sync import load_sync_scorer
 
         sync = load_sync_scorer(cfg.sync_scorer)
-    if cfg.clip is not None:
-        from ovi_pl.evaluation.clip_score import ClipScorer
-
-        clip = ClipScorer(cfg.clip.model, cfg.clip.weights, cfg.clip.model_config_json, cfg.clip.num_frames,
-                          cfg.clip.python)
     if cfg.clap_model:
         from ovi_pl.evaluation.clap_score import ClapScorer
 

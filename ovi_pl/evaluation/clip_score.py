@@ -1,38 +1,29 @@
 """CLIP text-video score: 100 x the mean cosine similarity between evenly spaced frames and the
 prompt's visual text, computed by open-clip in the models environment (README "Environments").
 
-Frames are decoded here (`ovi_pl.media.av_clip`) and handed over as .npy files; the other interpreter runs
-`clip_worker.py`, so nothing of open-clip or torchvision is imported into this process.
+The environment is named and reached as curation's model stages reach theirs (ovi_pl/envs.py): its lock is
+checked when the scorer is made, then a Ray actor (`clip_worker.ClipModel`) starts there with its runtime_env
+on the cluster RAY_ADDRESS names or an in-process one. Frames are decoded here (`ovi_pl.media.av_clip`) and
+sent as numpy arrays, so nothing of open-clip or torchvision is imported into this process.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ovi_pl.envs import DEFAULT_ENVS, lock_problems, resolved, runtime_env
+from ovi_pl.evaluation.clip_worker import ClipModel
 from ovi_pl.media.av_clip import read_video
+from ovi_pl.ray_cluster import join_or_start_ray
 
-WORKER = Path(__file__).with_name("clip_worker.py")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS_PYTHON_ENV = "OVI_PL_MODELS_PYTHON"
-
-
-def find_models_python(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The models environment's interpreter: `explicit`, else $OVI_PL_MODELS_PYTHON, else
-    <repo>/.venv-models/bin/python."""
-    candidate = Path(explicit or os.environ.get(MODELS_PYTHON_ENV) or REPO_ROOT / ".venv-models/bin/python")
-    if not candidate.is_file():
-        raise FileNotFoundError(
-            f"no models-environment interpreter at {candidate}: run `make models-env`, or point "
-            f"{MODELS_PYTHON_ENV} (or clip.python) at a python with open-clip-torch installed"
-        )
-    return candidate
+# Clips whose frames may wait in Ray's object store for the actor at once: decoding runs ahead of scoring
+# by this much, and a folder of long full-size clips never sits in memory whole.
+IN_FLIGHT = 4
 
 
 def sample_frames(path: str | os.PathLike[str], count: int) -> np.ndarray:
@@ -42,7 +33,9 @@ def sample_frames(path: str | os.PathLike[str], count: int) -> np.ndarray:
 
 class ClipScorer:
     """model: an open_clip model name (e.g. ViT-L-14), or the name in `model_config_json`;
-    weights: its state dict (.pt / .safetensors), loaded with pretrained=None, never downloaded."""
+    weights: its state dict (.pt / .safetensors), loaded with pretrained=None, never downloaded;
+    environment: where open-clip runs, an ovi_pl.envs spec (relative paths against the repository root),
+    named `environment_key` in errors."""
 
     def __init__(
         self,
@@ -50,30 +43,35 @@ class ClipScorer:
         weights: str | os.PathLike[str],
         model_config_json: str | os.PathLike[str] | None = None,
         num_frames: int = 8,
-        python: str | os.PathLike[str] | None = None,
-        timeout_s: float = 1800.0,
+        environment: Mapping[str, Any] = DEFAULT_ENVS["models"],
+        environment_key: str = "envs.models",
     ) -> None:
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"CLIP weights {weights} do not exist")
-        self.model, self.weights, self.model_config_json = model, str(weights), model_config_json
-        self.num_frames, self.timeout_s = num_frames, timeout_s
-        self.python = find_models_python(python)
+        for what, path in (("weights", weights), ("model_config_json", model_config_json)):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"CLIP {what} {path} does not exist")
+        spec = resolved(environment)
+        problems = lock_problems(environment_key, spec, "needed by the CLIP score; build it with `make models-env` "
+                                 "(requirements/curation-models.txt, locked to the main environment) or point "
+                                 f"{environment_key} at a locked environment with open-clip-torch")
+        if problems:
+            raise ValueError("the CLIP score's environment cannot run: " + "\n  ".join(problems))
+        self.settings = (model, str(Path(weights).resolve()),
+                         str(Path(model_config_json).resolve()) if model_config_json else None)
+        self.num_frames = num_frames
+        self.runtime_env = runtime_env(spec)
 
     def __call__(self, items: Sequence[tuple[Path, str]]) -> list[float]:
         """One score per (mp4, text) item."""
-        with tempfile.TemporaryDirectory(prefix="clip_score_") as tmp:
-            jobs = []
+        import ray
+
+        join_or_start_ray()
+        actor = ray.remote(ClipModel).options(num_cpus=1, runtime_env=self.runtime_env).remote(*self.settings)
+        try:
+            scores = []
             for i, (path, text) in enumerate(items):
-                frames = Path(tmp) / f"{i}.npy"
-                np.save(frames, sample_frames(path, self.num_frames))
-                jobs.append({"frames": str(frames), "text": text})
-            job = {"model": self.model, "weights": self.weights, "items": jobs,
-                   "model_config_json": str(self.model_config_json) if self.model_config_json else None}
-            job_file = Path(tmp) / "job.json"
-            job_file.write_text(json.dumps(job))
-            # -I: the worker must see only the models environment, not this checkout or PYTHONPATH.
-            result = subprocess.run([str(self.python), "-I", str(WORKER), str(job_file)], capture_output=True,
-                                    text=True, timeout=self.timeout_s)
-        if result.returncode != 0:
-            raise RuntimeError(f"CLIP worker ({self.python}) failed:\n{result.stderr[-3000:]}")
-        return json.loads(result.stdout.strip().splitlines()[-1])["scores"]
+                if i >= IN_FLIGHT:
+                    ray.wait([scores[i - IN_FLIGHT]])
+                scores.append(actor.score.remote(sample_frames(path, self.num_frames), text))
+            return ray.get(scores)
+        finally:
+            ray.kill(actor)

@@ -1,46 +1,47 @@
-"""CLIP text-frame similarity, run by the models environment's interpreter (open-clip lives there).
+"""The open-clip side of evaluation's CLIP score, run in the models environment (open-clip and torchvision do
+not import beside the main environment's torch).
 
-Standalone on purpose: it imports neither ovi_pl nor anything of the main environment, and is
-started as `python -I clip_worker.py job.json`. The job names the model (an open_clip name, and
-optionally a model config json to register first), the weights file, and items of (frames .npy
-[N, H, W, 3] uint8, text). It prints one json line: {"scores": [...]} (100 x mean cosine).
+`ClipModel` is the Ray actor `ovi_pl.evaluation.clip_score.ClipScorer` starts with that environment's
+runtime_env (ovi_pl/envs.py, as curation's model stages are): it is built in the worker from plain settings
+(model name, weights path, model config json) and scores frames the driver decoded, sent as numpy arrays.
+Nothing beyond numpy is imported at module level, so the main environment imports this module too.
 """
 
-import json
-import sys
+from __future__ import annotations
+
+import numpy as np
 
 
-def main(job_path: str) -> None:
-    import numpy as np
-    import open_clip
-    import torch
-    from PIL import Image
+class ClipModel:
+    """model: an open_clip model name (e.g. ViT-L-14), or the name in `model_config_json`, which is registered
+    first; weights: its state dict (.safetensors, or a torch file read with weights_only), never downloaded."""
 
-    job = json.loads(open(job_path).read())
-    if job.get("model_config_json"):
-        open_clip.add_model_config(job["model_config_json"])
-    model, _, preprocess = open_clip.create_model_and_transforms(job["model"], pretrained=None)
-    if job["weights"].endswith(".safetensors"):
-        from safetensors.torch import load_file
+    def __init__(self, model: str, weights: str, model_config_json: str | None = None) -> None:
+        import open_clip
+        import torch
 
-        state = load_file(job["weights"])
-    else:
-        state = torch.load(job["weights"], map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    model.eval()
-    tokenizer = open_clip.get_tokenizer(job["model"])
-    scores = []
-    with torch.no_grad():
-        for item in job["items"]:
-            frames = np.load(item["frames"])
-            images = torch.stack([preprocess(Image.fromarray(f)) for f in frames])
-            image_emb = model.encode_image(images).float()
-            text_emb = model.encode_text(tokenizer([item["text"]])).float()
-            image_emb = image_emb / image_emb.norm(dim=-1, keepdim=True)
-            text_emb = text_emb / text_emb.norm(dim=-1, keepdim=True)
-            scores.append(float(100.0 * (image_emb @ text_emb.T).mean()))
-    print(json.dumps({"scores": scores}))
+        if model_config_json:
+            open_clip.add_model_config(model_config_json)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(model, pretrained=None)
+        if weights.endswith(".safetensors"):
+            from safetensors.torch import load_file
 
+            state = load_file(weights)
+        else:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state)
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(model)
 
-if __name__ == "__main__":
-    main(sys.argv[1])
+    def score(self, frames: np.ndarray, text: str) -> float:
+        """100 x the mean cosine similarity between `frames` (uint8 [N, H, W, 3] RGB) and `text`."""
+        import torch
+        from PIL import Image
+
+        with torch.no_grad():
+            images = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames])
+            image_emb = self.model.encode_image(images).float()
+            text_emb = self.model.encode_text(self.tokenizer([text])).float()
+        image_emb = image_emb / image_emb.norm(dim=-1, keepdim=True)
+        text_emb = text_emb / text_emb.norm(dim=-1, keepdim=True)
+        return float(100.0 * (image_emb @ text_emb.T).mean())
