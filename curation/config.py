@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ovi_pl.sync.judge import MOUTH_MIN_CONFIDENCE, ONSET_MIN_CONFIDENCE
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -243,10 +245,7 @@ class SyncNetFilter(_Section):
 
 class MouthJudge(_Section):
     enabled: bool = True
-    # z-score of the lip-motion/speech-envelope peak over rotated audio (ovi_pl/sync/mouth.py): the 95th
-    # percentile of what the sample clips score with unrelated sound (another clip's, or their own played
-    # backwards), measured by bench/sync_accuracy.py, so about 1 in 20 unrelated tracks passes as verified.
-    min_confidence: _PosFloat = 4.3
+    min_confidence: _PosFloat = MOUTH_MIN_CONFIDENCE    # how it was calibrated: ovi_pl/sync/judge.py
     frame_width: Annotated[int, Field(ge=160, le=1920)] = 640
     detect_every: _PosInt = 2
     min_track_frames: Annotated[int, Field(ge=24)] = 48     # 2 s at 24 fps
@@ -255,10 +254,7 @@ class MouthJudge(_Section):
 
 class OnsetJudge(_Section):
     enabled: bool = True
-    # Correlation of audio onsets with visual motion (ovi_pl/sync/onset.py). Measured peaks: 0.94 for
-    # flash-and-click clips, up to 0.37 at a wrong lag for in-sync speech and 0.38 for a steady tone
-    # over moving test patterns (no onsets at all); 0.6 verifies only the former.
-    min_confidence: Annotated[float, Field(ge=-1, le=1)] = 0.6
+    min_confidence: Annotated[float, Field(ge=-1, le=1)] = ONSET_MIN_CONFIDENCE  # see ovi_pl/sync/judge.py
     motion_width: Annotated[int, Field(ge=16, le=1024)] = 96
 
 

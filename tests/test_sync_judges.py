@@ -192,3 +192,15 @@ def test_pipeline_keeps_a_talking_face_in_sync_and_rejects_its_shifted_copy(tmp_
     unverified = sum(r["status"] == "kept" and not r["sync_verified"] for r in clips.values())
     assert summary["kept_unverified"] == unverified and sum(summary["sync_methods"].values()) == len(clips)
     assert f"{unverified} kept clips unverified" in proc.stdout
+
+
+def test_sync_stage_with_both_judges_off_says_none_and_can_reject_it(tmp_path: Path) -> None:
+    clip, _ = make_flash_clip(tmp_path / "flash.mp4", 0, fps=25)
+    row = {"key": "k", "mp4_path": str(clip)}
+    off = {"mouth": {"enabled": False}, "onset": {"enabled": False}}
+    [kept] = AVSyncStage(SyncFilter(**off)).process_batch([dict(row)])
+    assert kept.get("status", "kept") == "kept" and kept["sync_method"] == "none" and kept["sync_verified"] is False
+    assert "sync_offset" not in kept["scores"] and kept["scores"]["num_faces"] == 0.0
+    [strict] = AVSyncStage(SyncFilter(reject_unverified=True, **off)).process_batch([dict(row)])
+    assert strict["status"] == "rejected" and strict["reason"] == "sync_unverified"
+    assert "no judge could look at it" in strict["detail"]

@@ -1,6 +1,7 @@
 """Audio-visual sync for clips SyncNet did not decide: the weight-free judges of `ovi_pl.sync`.
 
-Order of judges (the first that applies decides, and the row says which in `sync_method`):
+Order of judges (the first that applies decides, and the row says which in `sync_method`; 2 to 4 are
+`ovi_pl.sync.judge.judge_weight_free`, the chain training samples are judged by too):
 1. `syncnet`: the SyncNet stage, when its weights are given and it found a face (it runs before this
    stage and sets the fields itself).
 2. `mouth`: clips with a face track: lip-region motion against the speech envelope.
@@ -43,37 +44,23 @@ class AVSyncStage(Stage):
 
     def _judge(self, row: ClipRow) -> ClipRow:
         from ovi_pl.media.audio import load_audio
-        from ovi_pl.media.frames import frame_source
-        from ovi_pl.sync.mouth import MouthSettings, judge_clip
-        from ovi_pl.sync.onset import clip_onset_estimate
+        from ovi_pl.sync.judge import ChainSettings, gate_of, judge_weight_free
+        from ovi_pl.sync.mouth import MouthSettings
 
-        c = self.config
-        audio = load_audio(row.get("flac_path") or row["mp4_path"])
-        num_faces = 0
-        method, verified, offset, confidence = "none", False, None, None
-        if c.mouth.enabled:
-            m = c.mouth
-            settings = MouthSettings(frame_width=m.frame_width, min_track_frames=m.min_track_frames,
-                                     detect_every=m.detect_every, min_face_size=m.min_face_size,
-                                     max_lag=c.max_lag_frames)
-            # The clip itself, not its frame cache: on the sample clips the Haar cascade lost a borderline face
-            # in the cache's MJPEG frames that it finds in the H.264 ones (bench/RESULTS.md).
-            judged = judge_clip(row["mp4_path"], audio, self._detector, settings=settings)
-            if judged is not None:
-                num_faces = judged.num_faces
-                method, offset, confidence = "mouth", judged.offset, judged.confidence
-                verified = judged.confidence >= m.min_confidence
-        if method == "none" and c.onset.enabled:
-            video, info = frame_source(row["mp4_path"], row.get("frames_path"), width=c.onset.motion_width,
-                                       num_frames=row.get("video", {}).get("num_frames"))
-            est = clip_onset_estimate(video, audio, max_lag=c.max_lag_frames, motion_width=c.onset.motion_width,
-                                      info=info)
-            method, offset, confidence = "onset", est.offset, est.confidence
-            verified = est.confidence >= c.onset.min_confidence
-        scores = {} if offset is None else {"sync_offset": float(offset), "sync_confidence": round(confidence, 4)}
+        c, m = self.config, self.config.mouth
+        settings = ChainSettings(
+            mouth=MouthSettings(frame_width=m.frame_width, min_track_frames=m.min_track_frames,
+                                detect_every=m.detect_every, min_face_size=m.min_face_size) if m.enabled else None,
+            mouth_min_confidence=m.min_confidence, onset_min_confidence=c.onset.min_confidence,
+            onset_motion_width=c.onset.motion_width if c.onset.enabled else None, max_lag=c.max_lag_frames)
+        verdict = judge_weight_free(row["mp4_path"], load_audio(row.get("flac_path") or row["mp4_path"]),
+                                    self._detector, settings, frame_cache=row.get("frames_path"),
+                                    num_frames=row.get("video", {}).get("num_frames"))
+        method, verified, offset, confidence = verdict.method, verdict.verified, verdict.offset, verdict.confidence
+        scores = {} if offset is None else {"sync_offset": float(offset), "sync_confidence": confidence}
         row = self.with_scores({**row, "sync_method": method, "sync_verified": bool(verified)},
-                               num_faces=float(num_faces), **scores)
-        gate = {"mouth": c.mouth.min_confidence, "onset": c.onset.min_confidence}.get(method)
+                               num_faces=float(verdict.num_faces), **scores)
+        gate = gate_of(settings, method)
         if verified and offset is not None and abs(offset) > c.max_abs_offset:
             return self.reject(row, "av_offset", f"{method} judge: offset {offset} frames at confidence "
                                f"{confidence:.2f} >= filters.sync.{method}.min_confidence {gate}; |offset| > "

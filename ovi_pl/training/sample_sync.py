@@ -1,4 +1,4 @@
-"""Audio-visual sync of a generated sample, judged as curation judges its clips (curation/stages/sync.py).
+"""Audio-visual sync of a generated sample, judged as curation judges its clips (ovi_pl/sync/judge.py).
 
 The first judge that can look decides: SyncNet (only when its weights are given, on a face track),
 else the weight-free mouth judge (a face track's mouth motion against the speech envelope), else the
@@ -15,8 +15,8 @@ from pathlib import Path
 from ovi_pl.media.audio import load_audio
 from ovi_pl.sync.faces import FaceDetector, HaarFaceDetector
 from ovi_pl.sync.model import SyncNet
-from ovi_pl.sync.mouth import MouthSettings, judge_clip
-from ovi_pl.sync.onset import clip_onset_estimate
+from ovi_pl.sync.judge import ChainSettings, judge_weight_free
+from ovi_pl.sync.mouth import MouthSettings
 
 SYNC_METHODS = ("syncnet", "mouth", "onset")
 
@@ -49,8 +49,7 @@ class SampleSyncJudge:
             if tracks:
                 best = max(tracks, key=lambda t: t.result.confidence).result
                 return SampleSync("syncnet", int(best.offset), float(best.confidence))
-        judged = judge_clip(clip, audio, self.detector, settings=MouthSettings(max_lag=self.max_lag))
-        if judged is not None:
-            return SampleSync("mouth", judged.offset, float(judged.confidence))
-        estimate = clip_onset_estimate(clip, audio, max_lag=self.max_lag)
-        return SampleSync("onset", estimate.offset, float(estimate.confidence))
+        verdict = judge_weight_free(clip, audio, self.detector, ChainSettings(max_lag=self.max_lag))
+        # Both judges are on, so the onset judge looks whenever the mouth judge cannot: never `none`.
+        assert verdict.offset is not None and verdict.confidence is not None
+        return SampleSync(verdict.method, verdict.offset, float(verdict.confidence))
