@@ -219,7 +219,7 @@ def ray_cluster():
 
     from ovi_pl.ray_cluster import join_or_start_ray
 
-    yield lambda: join_or_start_ray(num_cpus=2)
+    yield lambda: join_or_start_ray(num_cpus=1)  # the one CLIP actor
     ray.shutdown()
 
 
