@@ -16,12 +16,15 @@ system-deps:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng chromium >/dev/null)
 
 # torch goes in first and alone: `pip install torch==2.13.0` takes the CPU wheel where one is
-# provided locally, and nothing later may replace it with a multi-GB CUDA build.
+# provided locally, and nothing later may replace it with a multi-GB CUDA build (uv keeps an installed
+# torch that satisfies the project's range). The rest goes in with uv: the same packages as pip resolves,
+# in a sixth of the time, which keeps CI's fresh install short.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[curation,dev]"
+	$(BIN)/pip install --quiet torch==2.13.0 uv==$(UV_VERSION)
+	$(UV) pip install --quiet --python $(BIN)/python -e ".[curation,dev]"
 	touch $@
 
 # Second environment for whisperx, pyannote.audio and open-clip (torch 2.8); see README.
@@ -31,9 +34,8 @@ models-env: $(MODELS_VENV)/.installed
 # have the same versions, checked here as the curation config load checks them.
 $(MODELS_VENV)/.installed: requirements/curation-models.txt | $(VENV)/.installed
 	$(PYTHON) -m venv $(MODELS_VENV)
-	$(MODELS_VENV)/bin/pip install --quiet --upgrade pip
-	$(MODELS_VENV)/bin/pip install --quiet -r requirements/curation-models.txt
-	$(MODELS_VENV)/bin/pip install --quiet --no-deps -e .
+	$(UV) pip install --quiet --python $(MODELS_VENV)/bin/python -r requirements/curation-models.txt
+	$(UV) pip install --quiet --python $(MODELS_VENV)/bin/python --no-deps -e .
 	$(BIN)/python -c "import sys; from ovi_pl.envs import lock_problems; sys.exit('\\n'.join(lock_problems( \
 		'$(MODELS_VENV)', {'python': '$(MODELS_VENV)/bin/python'}, 'pin it in requirements/curation-models.txt')) or None)"
 	touch $@
