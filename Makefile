@@ -34,6 +34,7 @@ models-env: $(MODELS_VENV)/.installed
 # have the same versions, checked here as the curation config load checks them.
 $(MODELS_VENV)/.installed: requirements/curation-models.txt | $(VENV)/.installed
 	$(PYTHON) -m venv $(MODELS_VENV)
+	test -x $(UV) || $(BIN)/pip install --quiet uv==$(UV_VERSION)  # a .venv built before uv was used
 	$(UV) pip install --quiet --python $(MODELS_VENV)/bin/python -r requirements/curation-models.txt
 	$(UV) pip install --quiet --python $(MODELS_VENV)/bin/python --no-deps -e .
 	$(BIN)/python -c "import sys; from ovi_pl.envs import lock_problems; sys.exit('\\n'.join(lock_problems( \
