@@ -3,7 +3,7 @@ N frames at a fixed rate, optionally resized and centre-cropped while decoding. 
 span comes from `ovi_pl.media.audio.decode_audio`; together they are the aligned audio-video reader of
 raw-mode training, the latent stage, the encoders and evaluation.
 
-Frames come back as numpy arrays, channels first ([3, F, H, W] uint8, preallocated, one strided copy per
+Frames come back as numpy arrays, channels first ([3, F, H, W] uint8, preallocated, one copy per plane and
 frame), so `torch.from_numpy` hands them to a model without a copy. Rotation metadata is not applied
 (training clips are written upright by curation); the ffmpeg reader (`ovi_pl.media.frames`) applies it.
 """
@@ -16,6 +16,7 @@ from typing import Union
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 # A file path, or the file's bytes (what a shard member holds).
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
@@ -70,24 +71,33 @@ def read_video(source: Source, num_frames: int, fps: float | None = None, start:
         if fps is None:
             fps = num_frames / stream_seconds(stream, container)
         if size is None:
-            def to_rgb(frame: av.VideoFrame) -> np.ndarray:
-                return frame.to_ndarray(format="rgb24")
+            scaled_h, scaled_w, top, left = stream.codec_context.height, stream.codec_context.width, 0, 0
+            crop_h, crop_w = scaled_h, scaled_w
         else:
             scaled_h, scaled_w = resize_for_crop(stream.codec_context.height, stream.codec_context.width, size)
-            top, left = (scaled_h - size[0]) // 2, (scaled_w - size[1]) // 2
+            (crop_h, crop_w), top, left = size, (scaled_h - size[0]) // 2, (scaled_w - size[1]) // 2
+        # One converter for the clip (a frame's own would set up libswscale again for every frame), one
+        # thread (a loader runs a decode per worker already). Planar RGB: it lands channels first without
+        # a transposing copy, and libswscale interpolates its chroma fully (closer to its float output
+        # than rgb24's, which gets that only with FULL_CHR_H_INT, at twice the cost); unscaled, the two
+        # are the same bytes.
+        reformatter = VideoReformatter()
 
-            def to_rgb(frame: av.VideoFrame) -> np.ndarray:
-                rgb = frame.reformat(width=scaled_w, height=scaled_h, format="rgb24", interpolation="AREA").to_ndarray()
-                return rgb[top:top + size[0], left:left + size[1]]
+        def to_rgb(frame: av.VideoFrame) -> list[np.ndarray]:
+            planar = reformatter.reformat(frame, width=scaled_w, height=scaled_h, format="gbrp",
+                                          interpolation="AREA", threads=1)
+            g, b, r = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[top:top + crop_h, left:left + crop_w]
+                       for p in planar.planes)
+            return [r, g, b]
 
+        out = np.empty((3, num_frames, crop_h, crop_w), dtype=np.uint8)  # untouched pages: free until filled
         targets = start + np.arange(num_frames) / fps
         # A frame counts from half a source frame before its time: container timestamps are rounded, and
         # at another rate than the source's this picks the frame nearest each target time (the later one
         # on a tie), the rule of ovi_pl.media.frames.iter_frames(fps=...).
         # (1 ns more, so a tie does not hang on how the sum of two floats rounds.)
         tolerance = 0.5 / float(stream.average_rate or stream.guessed_rate or fps) + 1e-9
-        out: np.ndarray | None = None
-        latest: np.ndarray | None = None
+        latest: list[np.ndarray] | None = None
         filled, t = 0, 0.0
         for frame in container.decode(stream):
             t = float(frame.time)
@@ -95,21 +105,24 @@ def read_video(source: Source, num_frames: int, fps: float | None = None, start:
             while filled < num_frames and targets[filled] + tolerance < t:
                 if latest is None:
                     raise ValueError(f"{what}: video starts at {t:.3f} s, after the clip start {start} s")
-                out[:, filled] = latest  # type: ignore[index]
+                _put(out, filled, latest)
                 filled += 1
             if filled == num_frames:
                 break
-            latest = to_rgb(frame).transpose(2, 0, 1)  # a view: the copy happens once, into `out`
-            if out is None:
-                out = np.empty((3, num_frames, *latest.shape[1:]), dtype=np.uint8)
+            latest = to_rgb(frame)  # views: the copy happens once, into `out`
         else:
             # The stream ended: the last frame covers targets up to half a source frame after its time.
             while filled < num_frames and latest is not None and targets[filled] <= t + tolerance:
-                out[:, filled] = latest  # type: ignore[index]
+                _put(out, filled, latest)
                 filled += 1
-    if out is None or filled < num_frames:
+    if filled < num_frames:
         raise ValueError(f"{what} holds {filled} of the {num_frames} frames needed at {fps:g} fps from {start} s")
     return out
+
+
+def _put(out: np.ndarray, index: int, planes: list[np.ndarray]) -> None:
+    for channel, plane in enumerate(planes):
+        out[channel, index] = plane
 
 
 def probe_av(source: Source) -> tuple[int, float, float]:
