@@ -343,11 +343,22 @@ class _ClipPages:
         key = r.get("key")
         if r["status"] == KEPT and r.get("shard"):
             member = f"{key}.{'flac' if r.get('record_type') == 'audio_clip' else 'mp4'}"
-            return (f'in <a href="../../shards/{quote(r["shard"])}">{html.escape(r["shard"])}</a>: '
+            link = (f'in <a href="../../shards/{quote(r["shard"])}">{html.escape(r["shard"])}</a>: '
                     f"<code>tar -xOf shards/{html.escape(r['shard'])} {html.escape(member)} | ffplay -</code>")
-        if key and f"{key}.mp4" in self.work_clips:
-            return f'<a href="../../_work/clips/{quote(key)}.mp4">play (work file)</a>'
-        return "media not kept"
+        elif key and f"{key}.mp4" in self.work_clips:
+            link = f'<a href="../../_work/clips/{quote(key)}.mp4">play (work file)</a>'
+        else:
+            link = "media not kept"
+        return link + _source_span_link(r)
+
+
+def _source_span_link(r: dict[str, Any]) -> str:
+    """A link that plays the clip's span in its local source (a media fragment, `#t=start,end`, which browsers
+    honour), so every clip can be watched in the browser, kept or rejected, whatever became of its own file."""
+    start, end, uri = r.get("start_s"), r.get("end_s"), r.get("uri") or ""
+    if start is None or end is None or not os.path.isabs(uri):
+        return ""
+    return f' | <a href="{Path(uri).as_uri()}#t={start:.2f},{end:.2f}">play {start:.2f}-{end:.2f} s in the source</a>'
 
 
 def _number(value: float | None) -> str:
@@ -375,7 +386,7 @@ def _index_page(summary: dict[str, Any], images: list[str], pages: _ClipPages) -
 <a href="summary.json">summary.json</a>.</p>
 <h2>Records by verdict</h2><p>Every input and clip, {PAGE_SIZE} a page, with its thumbnail strip, scores, the reason it
 was not kept and the fix where there is one. Kept clips live inside their shard (a browser cannot play a tar member:
-the page gives the command).</p>
+the page gives the command); every clip of a local source also links that source at the clip's span.</p>
 <table><tr><th>kept, or stage: reason</th><th>records</th><th>pages</th></tr>{series}</table>
 <h2>Time per stage</h2><p>Worker seconds summed over all workers (stages run side by side), rows given to the stage
 (inputs before the cut, clips after), and rows per worker second.</p>

@@ -38,6 +38,10 @@ from mlflow_ui import CHROMIUM, rendered_dom
 CAPTION = "A colourful test pattern. <AUDCAP>A steady tone.<ENDAUDCAP>"
 
 
+def _records(out: Path) -> list[dict]:
+    return list(Markers(out / "_state").records())
+
+
 def _report_of(out: Path) -> dict:
     """What a run does once its markers are written: accounting, manifest and report from the markers."""
     markers = Markers(out / "_state")
@@ -93,6 +97,11 @@ def test_strips_leave_the_work_dir_for_the_report_and_clips_link_their_file(run:
             assert (page.parent / href).resolve().is_file(), href
     (kept,) = (out / "report/pages").glob("*-kept-0001.html")
     assert str(run["media"]["moving"]) in kept.read_text() and "play (work file)" in kept.read_text()
+    # Every clip, kept or rejected, also plays in its source at its own span.
+    for name, page in (("moving", kept), ("static", next((out / "report/pages").glob("*motion_static-0001.html")))):
+        clip = next(r for r in _records(out) if r.get("record_type") == "clip" and r["uri"] == str(run["media"][name]))
+        span = f"#t={clip['start_s']:.2f},{clip['end_s']:.2f}"
+        assert f'href="{run["media"][name].as_uri()}{span}"' in page.read_text(), name
 
 
 def test_pages_split_a_series_and_hold_each_record_once(tmp_path: Path) -> None:
