@@ -171,7 +171,7 @@ def run_latent_stage(input_dir: str | Path, output_dir: str | Path, stage: Laten
     RAY_ADDRESS names, or a new local one."""
     import ray.data
 
-    from ..cluster import join_or_start_ray
+    from ovi_pl.ray_cluster import join_or_start_ray
     from ..runner import add_stage, decode_rows, encode_rows
 
     rows = shard_rows(input_dir, output_dir)
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     stage = LatentStage(paths, text_member=args.text_member, latent_dtype=args.latent_dtype, actors=args.actors,
                         gpus_per_actor=args.gpus_per_actor, overwrite=args.overwrite)
     if args.ray_address:
-        from ..cluster import join_or_start_ray
+        from ovi_pl.ray_cluster import join_or_start_ray
 
         join_or_start_ray(args.ray_address)
     rows = run_latent_stage(args.input, args.output, stage)
