@@ -12,10 +12,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ovi_pl.envs import DEFAULT_ENVS, resolved
 from ovi_pl.sync.judge import MOUTH_MIN_CONFIDENCE, ONSET_MIN_CONFIDENCE
-
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _PosInt = Annotated[int, Field(gt=0)]
 _PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -401,7 +399,7 @@ class CurationConfig(_Section):
     captions: CaptionConfig = CaptionConfig()
     # Named environments model stages run in (README "Environments"); "main" is the driver's own.
     envs: dict[str, EnvironmentConfig] = Field(
-        default_factory=lambda: {"models": EnvironmentConfig(python=Path(".venv-models/bin/python"))})
+        default_factory=lambda: {name: EnvironmentConfig.model_validate(spec) for name, spec in DEFAULT_ENVS.items()})
 
     @model_validator(mode="after")
     def _sides_ordered(self) -> CurationConfig:
@@ -429,11 +427,7 @@ class CurationConfig(_Section):
 
     def environment(self, name: str) -> dict[str, str | list[str]]:
         """Environment `name` as plain settings for ovi_pl.envs, paths resolved against the repository root."""
-        spec = self.envs[name].model_dump(mode="json", exclude_none=True)
-        for key in ("python", "requirements"):
-            if key in spec and not Path(spec[key]).is_absolute():
-                spec[key] = str(REPO_ROOT / spec[key])
-        return spec
+        return resolved(self.envs[name].model_dump(mode="json", exclude_none=True))
 
 
 class ConfigError(ValueError):
