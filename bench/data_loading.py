@@ -8,7 +8,8 @@ latents at that size (video [48, 31, 22, 40] or [48, 31, 40, 22] fp16, audio [15
 text [64, 4096] fp16), so batches of 4 come from two buckets. Latent mode is compared with a bare
 loop that reads and decodes the same members; raw mode (decode, resize, crop; the encoders run
 afterwards on the training device and are not timed here) with a bare loop that decodes the same
-mp4 with PyAV. The bare loops yield single samples; batch size changes nothing for them.
+mp4 to the same frames with PyAV (its video only: raw mode also decodes the audio track and reads the
+text embedding). The bare loops yield single samples; batch size changes nothing for them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -126,8 +129,10 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=48)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds over every loop; the best round counts")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds over every loop; rates are their median, ratios the median of each round's")
     args = parser.parse_args()
+    print("load average at the start: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     with tempfile.TemporaryDirectory() as tmp:
         urls = write_shards(Path(tmp), args.samples, args.shards)
         loops = {"bare latent": (lambda: bare_latent_loop(urls, args.workers), lambda b: 1),
@@ -137,13 +142,20 @@ def main() -> None:
             for batch_size in (1, 4):
                 loops[f"{mode}, batch {batch_size}"] = (
                     lambda m=mode, b=batch_size: ours(urls, m, b, args.workers, startup), lambda b: len(b["keys"]))
-        # Rounds interleave the loops, so a busy spell on a shared machine hits them alike.
+        # Rounds interleave the loops, so a busy spell on a shared machine hits them alike, and a ratio is
+        # taken within each round: bare and ours ran seconds apart.
         rounds = [{name: timed(make(), count) for name, (make, count) in loops.items()} for _ in range(args.repeats)]
-    best = {name: [max(r[name][i] for r in rounds) for i in range(3)] for name in loops}
-    print(f"{'loop':<16} {'samples':>8} {'samples/s':>10} {'/ bare':>7} {'per CPU s':>10} {'/ bare':>7}")
-    for name, (count, per_s, per_cpu_s) in best.items():
-        _, bare, bare_cpu = best["bare " + name.split(",")[0].removeprefix("bare ")]
-        print(f"{name:<16} {count:>8} {per_s:>10.2f} {per_s / bare:>7.2f} {per_cpu_s:>10.2f} {per_cpu_s / bare_cpu:>7.2f}")
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    print(f"{'loop':<16} {'samples':>8} {'samples/s':>10} {'/ bare [min-max]':>18} {'per CPU s':>10} "
+          f"{'/ bare [min-max]':>18}")
+    for name in loops:
+        bare = "bare " + name.split(",")[0].removeprefix("bare ")
+        cells = []
+        for i in (1, 2):  # samples/s of wall time, samples per CPU second
+            ratios = [r[name][i] / r[bare][i] for r in rounds]
+            cells.append(f"{statistics.median(r[name][i] for r in rounds):>10.2f} {statistics.median(ratios):>7.2f} "
+                         f"[{min(ratios):.2f}-{max(ratios):.2f}]")
+        print(f"{name:<16} {rounds[0][name][0]:>8} {cells[0]} {cells[1]}")
     print("start-up before the first batch: " + ", ".join(f"{m} {t:.2f} s" for m, t in startup.items()))
 
 

@@ -168,7 +168,8 @@ def real_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_raw_path_decodes_121_frames_and_5_04_s_of_aligned_audio(real_shards: Path) -> None:
-    dm = ShardDataModule(str(real_shards), mode="raw", batch_size=1, num_workers=0, epochs=1,
+    # In a DataLoader worker, as in training (its decoder runs in one thread there).
+    dm = ShardDataModule(str(real_shards), mode="raw", batch_size=1, num_workers=1, epochs=1,
                          target_area=64 * 128, return_keys=True)
     batches = list(dm.train_dataloader())
     assert len(batches) == len(MEDIA)

@@ -145,7 +145,8 @@ def test_av_reader_gives_rgb_frames_channels_first(tmp_path: Path) -> None:
     with av.open(str(clip)) as container:
         frames = list(container.decode(video=0))
     packed = np.stack([f.to_ndarray(format="rgb24") for f in frames]).transpose(3, 0, 1, 2)
-    np.testing.assert_array_equal(read_video(clip, 4, 24.0), packed)
+    for threads in (0, 1):  # FFmpeg's choice of decoder threads, and the calling thread alone (loader workers)
+        np.testing.assert_array_equal(read_video(clip, 4, 24.0, threads=threads), packed)
     exact = []
     for frame in frames:
         y, u, v = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width].astype(float)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import get_worker_info
 
 from data_specs import AudioOnlySample, AudioVideoSample, parse_sample_meta
 from data_specs.geometry import DEFAULT_TARGET_AREA, target_size
@@ -121,8 +122,11 @@ def materialise(planned: PlannedSample, cfg: SampleConfig) -> dict[str, Any]:
         return out
     if with_video:
         mp4 = sample.read("mp4")
-        # Resized and centre-cropped while decoding, so a 1344x704 clip never exists at full size.
-        frames = read_video(mp4, cfg.num_frames, cfg.fps, size=planned.bucket, name="the .mp4 member")
+        # Resized and centre-cropped while decoding, so a 1344x704 clip never exists at full size. In a
+        # DataLoader worker, in one thread: the workers keep the cores busy, and frame threads would add
+        # their own cost to each clip (about a tenth more CPU time in bench/data_loading.py).
+        frames = read_video(mp4, cfg.num_frames, cfg.fps, size=planned.bucket, name="the .mp4 member",
+                            threads=1 if get_worker_info() is not None else 0)
         out["frames"] = torch.from_numpy(frames)
         seconds = clip_seconds(cfg.num_frames, cfg.fps)
     else:

@@ -54,12 +54,15 @@ def stream_seconds(stream: av.stream.Stream, container: av.container.InputContai
 
 
 def read_video(source: Source, num_frames: int, fps: float | None = None, start: float = 0.0,
-               size: tuple[int, int] | None = None, name: str | None = None) -> np.ndarray:
+               size: tuple[int, int] | None = None, name: str | None = None, threads: int = 0) -> np.ndarray:
     """uint8 [3, num_frames, h, w] RGB: the frames at start + i / fps, each the frame nearest its time.
 
     fps None spreads the frames evenly over the stream's stated duration (fps = num_frames / duration).
     size (height, width): resize to cover it keeping the aspect ratio (area averaging, in libswscale, so
     a large source never exists at full size), then centre-crop to it; None keeps the decoded size.
+    threads: decoder threads; 0 lets FFmpeg choose (frame threads on every core: the fastest way through
+    one clip), 1 decodes in the calling thread (the least CPU time per clip, for loaders that already
+    decode one clip per worker process and core).
     Raises ValueError when the video starts after `start` or ends before the last frame's time.
     """
     what = describe(source, name)
@@ -68,6 +71,7 @@ def read_video(source: Source, num_frames: int, fps: float | None = None, start:
             raise ValueError(f"{what} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
         if fps is None:
             fps = num_frames / stream_seconds(stream, container)
         if size is None:
@@ -76,11 +80,11 @@ def read_video(source: Source, num_frames: int, fps: float | None = None, start:
         else:
             scaled_h, scaled_w = resize_for_crop(stream.codec_context.height, stream.codec_context.width, size)
             (crop_h, crop_w), top, left = size, (scaled_h - size[0]) // 2, (scaled_w - size[1]) // 2
-        # One converter for the clip (a frame's own would set up libswscale again for every frame), one
-        # thread (a loader runs a decode per worker already). Planar RGB: it lands channels first without
-        # a transposing copy, and libswscale interpolates its chroma fully (closer to its float output
-        # than rgb24's, which gets that only with FULL_CHR_H_INT, at twice the cost); unscaled, the two
-        # are the same bytes.
+        # One converter for the clip (a frame's own would set up libswscale again for each frame), in this
+        # thread (its slice threads cost more than they save at these sizes). Planar RGB lands channels
+        # first without a transposing copy; unscaled it is rgb24's bytes, and scaled, its chroma is
+        # interpolated fully (rgb24 gets that only with FULL_CHR_H_INT, at twice the cost), which puts it
+        # 4x closer to the exact area average on the sample clips (tests/test_media.py checks a gradient).
         reformatter = VideoReformatter()
 
         def to_rgb(frame: av.VideoFrame) -> list[np.ndarray]:
