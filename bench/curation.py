@@ -102,8 +102,18 @@ def stage_inputs(tmp: Path, media: Path | None) -> tuple[list[dict], str]:
     return rows, f"{what}: {', '.join(sizes)}"
 
 
-# The old path: every stage decodes the transcoded clip itself (no frame cache).
-OLD_PATH = {"transcode.frame_cache_width": None}
+# The old path, the CPU stages as they were when issue 14 asked for 1.5x: every stage decodes the
+# transcoded clip itself (no frame cache), and the mouth judge's Haar cascade looks for faces of every size
+# (`OLD_DETECTOR`) on every other 640 px frame.
+OLD_PATH = {"transcode.frame_cache_width": None, "filters.sync.mouth.frame_width": 640,
+            "filters.sync.mouth.detect_every": 2, "filters.sync.mouth.min_face_size": 40.0}
+
+
+def old_detector():
+    """The mouth judge's face detector at issue time: the cascade from its own 24 px."""
+    from ovi_pl.sync.faces import HaarFaceDetector
+
+    return HaarFaceDetector(min_size=0)
 
 
 def bench_stages(repeats: int, media: Path | None, overrides: dict, with_cache: bool) -> None:
@@ -130,12 +140,13 @@ def _bench_stages(repeats: int, media: Path | None, core: int, num_cpus: int, ov
         print(f"stage inputs: {what}")
         print(f"pinned to CPU {core} of {num_cpus}; {repeats} timed passes over the rows after one untimed warm-up "
               "call; setup() timed apart")
-        variants = [("old (no frame cache)", {**overrides, **OLD_PATH})]
+        variants = [("old (issue-time settings: no frame cache, Haar from 24 px)", {**overrides, **OLD_PATH},
+                     old_detector())]
         if with_cache:
-            variants.append(("new (frame cache)", overrides))
+            variants.append(("new (frame cache, current defaults)", overrides, None))
         totals, finals = [], []
-        for i, (label, settings) in enumerate(variants):
-            results, final = _run_stages(rows, {**settings, "output.dir": str(tmp / f"out{i}")}, repeats)
+        for i, (label, settings, detector) in enumerate(variants):
+            results, final = _run_stages(rows, {**settings, "output.dir": str(tmp / f"out{i}")}, repeats, detector)
             totals.append(_print_stage_table(label, results))
             finals.append(final)
         if len(variants) == 2:
@@ -144,16 +155,20 @@ def _bench_stages(repeats: int, media: Path | None, core: int, num_cpus: int, ov
             _compare_decisions(*finals)
 
 
-def _run_stages(rows: list[dict], overrides: dict, repeats: int) -> tuple[list[tuple], list[dict]]:
+def _run_stages(rows: list[dict], overrides: dict, repeats: int, detector: object = None
+                ) -> tuple[list[tuple], list[dict]]:
     """Each stage on the rows the previous one kept; (per-stage figures, every clip's last row: rejected or
-    packaged)."""
+    packaged). detector: the sync stage's face detector instead of the one it makes from the config."""
     from curation.preflight import load_config
     from curation.pipeline import RunPaths, build_stages
     from curation.stage import KEPT
+    from curation.stages.sync import AVSyncStage
 
     config = load_config(REPO / "configs" / "curation.yaml", overrides)
+    stages = [AVSyncStage(config.filters.sync, detector) if detector is not None and isinstance(s, AVSyncStage)
+              else s for s in build_stages(config, RunPaths(Path(overrides["output.dir"])))]
     results, rejected_rows = [], []
-    for stage in build_stages(config, RunPaths(Path(overrides["output.dir"]))):
+    for stage in stages:
         rejected_rows += [r for r in rows if r.get("status", KEPT) != KEPT]
         kept = [r for r in rows if r.get("status", KEPT) == KEPT]
         if not kept:
@@ -409,8 +424,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for the stage figures, e.g. filters.area.min_area=50000 (YAML value)")
     parser.add_argument("--no-frame-cache", action="store_true",
-                        help="stage figures for the old path only (every stage decodes the clip); by default the "
-                             "old and the new path (frame cache) run side by side")
+                        help="stage figures for the old path only (issue-time settings: every stage decodes the "
+                             "clip, the Haar cascade from 24 px); by default the old and the new path (frame "
+                             "cache, current defaults) run side by side")
     parser.add_argument("--skip-stages", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
     args = parser.parse_args()
