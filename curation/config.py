@@ -247,7 +247,7 @@ class MouthJudge(_Section):
     frame_width: Annotated[int, Field(ge=160, le=1920)] = 640
     detect_every: _PosInt = 2
     min_track_frames: Annotated[int, Field(ge=24)] = 48     # 2 s at 24 fps
-    min_face_size: Annotated[float, Field(ge=0)] = 40.0      # pixels at frame_width
+    min_face_size: Annotated[float, Field(ge=0)] = 52.0      # pixels at frame_width; why: MouthSettings
 
 
 class OnsetJudge(_Section):

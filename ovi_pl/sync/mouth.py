@@ -40,7 +40,10 @@ class MouthSettings:
     min_track_frames: int = 48     # 2 s at 24 fps: shorter tracks hold too few syllables to correlate
     max_gap_frames: int = 12
     iou_threshold: float = 0.3
-    min_face_size: float = 40.0    # pixels at frame_width: smaller mouths are a few pixels high
+    # Pixels at frame_width. Smaller mouths are a few pixels high; 52 rather than 40 because every track
+    # that decided a judgement in bench/sync_accuracy.py held >= 54 px detections, and the detector's
+    # smallest scales are its dearest (bench/RESULTS.md, "Cheaper face detection").
+    min_face_size: float = 52.0
     max_lag: int = 15
 
 
