@@ -106,7 +106,8 @@ def stage_inputs(tmp: Path, media: Path | None) -> tuple[list[dict], str]:
 # transcoded clip itself (no frame cache), and the mouth judge's Haar cascade looks for faces of every size
 # (`OLD_DETECTOR`) on every other 640 px frame.
 OLD_PATH = {"transcode.frame_cache_width": None, "filters.sync.mouth.frame_width": 640,
-            "filters.sync.mouth.detect_every": 2, "filters.sync.mouth.min_face_size": 40.0}
+            "filters.sync.mouth.detect_every": 2, "filters.sync.mouth.search_every": 2,
+            "filters.sync.mouth.min_face_size": 40.0}
 
 
 def old_detector():

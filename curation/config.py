@@ -246,8 +246,16 @@ class MouthJudge(_Section):
     min_confidence: _PosFloat = MOUTH_MIN_CONFIDENCE    # how it was calibrated: ovi_pl/sync/judge.py
     frame_width: Annotated[int, Field(ge=160, le=1920)] = 640
     detect_every: _PosInt = 2
+    search_every: _PosInt = 8     # frames between searches for faces of every size; a multiple of detect_every
     min_track_frames: Annotated[int, Field(ge=24)] = 48     # 2 s at 24 fps
     min_face_size: Annotated[float, Field(ge=0)] = 52.0      # pixels at frame_width; why: MouthSettings
+
+    @model_validator(mode="after")
+    def _search_on_detect_frames(self) -> MouthJudge:
+        if self.search_every % self.detect_every:
+            raise ValueError(f"filters.sync.mouth.search_every {self.search_every} is not a multiple of detect_every "
+                             f"{self.detect_every}: make it one (e.g. {4 * self.detect_every})")
+        return self
 
 
 class OnsetJudge(_Section):

@@ -14,7 +14,8 @@ import torch
 from curation.config import SyncNetFilter
 from curation.stages.syncnet import SyncNetFilterStage
 from ovi_pl.media.audio import load_audio
-from ovi_pl.sync.faces import Box, HaarFaceDetector, StaticBoxes, iou, track_faces
+from ovi_pl.media.frames import read_frames
+from ovi_pl.sync.faces import Box, HaarFaceDetector, StaticBoxes, detect_in_frames, iou, track_faces
 from ovi_pl.sync.mfcc import mfcc
 from ovi_pl.sync.model import SyncNet, load_syncnet
 from ovi_pl.sync.score import score_track, sync_scores
@@ -131,6 +132,53 @@ def test_tracking_links_interpolates_and_drops_short_tracks() -> None:
     assert len(tracks) == 2
     assert sorted(len(t.frames) for t in tracks) == [38, 40]  # face a: frames 1..38, gaps filled
     assert all(np.all(np.diff(t.frames) == 1) for t in tracks)
+
+
+class CountingHaar(HaarFaceDetector):
+    """The product's Haar detector, counting the searches for faces of every size."""
+
+    full_searches = 0
+
+    def detect(self, frame_bgr: np.ndarray, sizes: tuple[float, float] | None = None) -> list[Box]:
+        self.full_searches += sizes is None
+        return super().detect(frame_bgr, sizes)
+
+
+def moving_face_frames(num_frames: int = 121, enters: int = 29) -> list[np.ndarray]:
+    """A real face (from a sample clip) on a grey 640x352 frame from frame `enters` on, drifting right
+    and shrinking from 150 to 95 px wide."""
+    import cv2
+
+    frame = read_frames(MEDIA / "two_men_closeup_704x1280.mp4", width=640)[0]
+    box = max(HaarFaceDetector().detect(frame), key=lambda b: b.size)
+    pad = int(0.3 * box.size)
+    face = frame[int(box.y1) - pad:int(box.y2) + pad, int(box.x1) - pad:int(box.x2) + pad]
+    frames = []
+    for i in range(num_frames):
+        canvas = np.full((352, 640, 3), 128, np.uint8)
+        if i >= enters:
+            t = (i - enters) / (num_frames - enters)
+            scaled = cv2.resize(face, None, fx=1 - 0.37 * t, fy=1 - 0.37 * t, interpolation=cv2.INTER_AREA)
+            x, y = int(40 + 300 * t), 40
+            canvas[y:y + scaled.shape[0], x:x + scaled.shape[1]] = scaled
+        frames.append(canvas)
+    return frames
+
+
+def test_searching_every_8th_frame_finds_the_tracks_a_search_on_every_frame_finds() -> None:
+    """Between full searches only the sizes already seen are looked for: the moving, shrinking face is
+    tracked as with a full search on every detect frame, found by the first full search after it enters."""
+    frames = moving_face_frames()
+    every_frame, sparse = CountingHaar(min_size=52), CountingHaar(min_size=52)
+    [reference] = track_faces(detect_in_frames(frames, every_frame, every=2), min_track=48, max_gap=12)
+    [tracked] = track_faces(detect_in_frames(frames, sparse, every=2, search_every=8), min_track=48, max_gap=12)
+    assert every_frame.full_searches == 61 and sparse.full_searches == 16
+    assert reference.frames[0] <= 30 and tracked.frames[0] == 32 and tracked.frames[-1] == reference.frames[-1]
+    common = np.isin(reference.frames, tracked.frames)
+    ious = [iou(Box(*a), Box(*b)) for a, b in zip(reference.boxes[common], tracked.boxes)]
+    assert min(ious) > 0.8, min(ious)
+    with pytest.raises(ValueError, match="multiple of every"):
+        detect_in_frames(frames, sparse, every=3, search_every=8)
 
 
 # --- the SyncNet stage on a stand-in network with a known distance curve (sync_stubs.IndexSyncNet) ---------

@@ -50,7 +50,8 @@ class AVSyncStage(Stage):
         c, m = self.config, self.config.mouth
         settings = ChainSettings(
             mouth=MouthSettings(frame_width=m.frame_width, min_track_frames=m.min_track_frames,
-                                detect_every=m.detect_every, min_face_size=m.min_face_size) if m.enabled else None,
+                                detect_every=m.detect_every, search_every=m.search_every,
+                                min_face_size=m.min_face_size) if m.enabled else None,
             mouth_min_confidence=m.min_confidence, onset_min_confidence=c.onset.min_confidence,
             onset_motion_width=c.onset.motion_width if c.onset.enabled else None, max_lag=c.max_lag_frames)
         verdict = judge_weight_free(row["mp4_path"], load_audio(row.get("flac_path") or row["mp4_path"]),

@@ -29,8 +29,9 @@ class Box:
 
 
 class FaceDetector(Protocol):
-    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
-        """Faces in one BGR uint8 frame, in that frame's pixel coordinates."""
+    def detect(self, frame_bgr: np.ndarray, sizes: tuple[float, float] | None = None) -> list[Box]:
+        """Faces in one BGR uint8 frame, in that frame's pixel coordinates. `sizes` (smallest, largest):
+        faces outside that range need not be looked for (a detector that cannot narrow its search ignores it)."""
         ...
 
 
@@ -40,7 +41,7 @@ class StaticBoxes:
     def __init__(self, boxes: list[Box]):
         self.boxes = list(boxes)
 
-    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
+    def detect(self, frame_bgr: np.ndarray, sizes: tuple[float, float] | None = None) -> list[Box]:
         return list(self.boxes)
 
 
@@ -60,12 +61,16 @@ class HaarFaceDetector:
         self._min_neighbors = min_neighbors
         self._min_size = (min_size, min_size)
 
-    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
+    def detect(self, frame_bgr: np.ndarray, sizes: tuple[float, float] | None = None) -> list[Box]:
         import cv2
 
         gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        smallest, largest = self._min_size, (0, 0)  # (0, 0): no upper bound
+        if sizes is not None:
+            low = max(self._min_size[0], int(sizes[0]))
+            smallest, largest = (low, low), (int(np.ceil(sizes[1])),) * 2
         found = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=self._min_neighbors,
-                                               minSize=self._min_size)
+                                               minSize=smallest, maxSize=largest)
         return [Box(float(x), float(y), float(x + w), float(y + h)) for x, y, w, h in found]
 
 
@@ -80,7 +85,7 @@ class YuNetDetector:
                                     "at a local face_detection_yunet_2023mar.onnx")
         self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold, nms_threshold)
 
-    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
+    def detect(self, frame_bgr: np.ndarray, sizes: tuple[float, float] | None = None) -> list[Box]:
         h, w = frame_bgr.shape[:2]
         self._net.setInputSize((w, h))
         _, faces = self._net.detect(frame_bgr)
@@ -110,20 +115,33 @@ def load_face_detector(kind: DetectorKind = "haar", weights: str | Path | None =
 
 
 def detect_in_frames(frames: Iterable[np.ndarray], detector: FaceDetector, detect_width: int | None = None,
-                     every: int = 1) -> list[list[Box]]:
+                     every: int = 1, search_every: int | None = None) -> list[list[Box]]:
     """Detections per frame, in the frames' own coordinates: on every `every`-th frame (the others get none,
-    for tracking to interpolate), on a copy downscaled to `detect_width` when the frame is wider."""
+    for tracking to interpolate), on a copy downscaled to `detect_width` when the frame is wider.
+
+    With `search_every` (a multiple of `every`), only every `search_every`-th frame is searched for faces
+    of every size; the detect frames between look for faces of the sizes seen in the last two such
+    intervals (0.7x the smallest to 1.5x the largest), and for none when none were seen. A detector's
+    smallest sizes cost it most, and a face that enters is found at the next full search.
+    """
     import cv2
 
+    if search_every is not None and search_every % every:
+        raise ValueError(f"search_every {search_every} must be a multiple of every {every}")
     found: list[list[Box]] = []
+    seen: list[tuple[int, float]] = []  # (frame, face size) over the last two search intervals
     for index, frame in enumerate(frames):
-        if index % every:
+        full_search = search_every is None or index % search_every == 0
+        if index % every or not (full_search or seen):
             found.append([])
             continue
         scale = min(1.0, detect_width / frame.shape[1]) if detect_width else 1.0
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
-        found.append([Box(b.x1 / scale, b.y1 / scale, b.x2 / scale, b.y2 / scale, b.score)
-                      for b in detector.detect(small)])
+        sizes = None if full_search else (0.7 * min(s for _, s in seen), 1.5 * max(s for _, s in seen))
+        boxes = detector.detect(small, sizes)
+        if search_every is not None:
+            seen = [(f, s) for f, s in seen if index - f < 2 * search_every] + [(index, b.size) for b in boxes]
+        found.append([Box(b.x1 / scale, b.y1 / scale, b.x2 / scale, b.y2 / scale, b.score) for b in boxes])
     return found
 
 

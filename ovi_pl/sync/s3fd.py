@@ -222,7 +222,7 @@ class S3FDDetector:
         return x.permute(2, 0, 1).unsqueeze(0)
 
     @torch.no_grad()
-    def detect(self, frame_bgr: np.ndarray) -> list[Box]:
+    def detect(self, frame_bgr: np.ndarray, sizes: tuple[float, float] | None = None) -> list[Box]:
         height, width = frame_bgr.shape[:2]
         boxes, scores = decode(self.net(self._input(frame_bgr)), self.score_threshold)
         found = []
