@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -87,6 +88,18 @@ def run_ovi_pl(workdir: Path, *args: str, timeout: float = 600) -> subprocess.Co
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-m", "ovi_pl", *args], cwd=workdir, env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def ovi_pl_in_process(*args: str) -> int:
+    """`python -m ovi_pl <args>` in this process, for commands that stop before any work (its imports are
+    paid once per session, not once per command); the exit code."""
+    from ovi_pl.cli import main
+
+    try:
+        with patch.object(sys, "argv", ["python -m ovi_pl", *args]):
+            return main(list(args))
+    except SystemExit as stop:  # LightningCLI exits after --print_config and on a bad config
+        return stop.code if isinstance(stop.code, int) else 1
 
 
 def models_python() -> Path | None:

@@ -16,7 +16,7 @@ from ovi_pl.models.ovi import OviFusionModel, apply_freeze_preset, get_model_con
 from ovi_pl.models.ovi.state_dict_adapter import ovi_to_ours
 from ovi_pl.training.export import export_checkpoint
 
-from conftest import ROOT, randomize_, run_ovi_pl
+from conftest import ROOT, ovi_pl_in_process, randomize_, run_ovi_pl
 
 # Training configs are the shipped ones with a `trainer` section (curation and generation have their own).
 CONFIGS = sorted(c for c in (ROOT / "configs").glob("*.yaml") if "trainer" in yaml.safe_load(c.read_text()))
@@ -137,17 +137,16 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, initial_weig
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
-def test_every_shipped_config_parses(config):
-    result = run_ovi_pl(ROOT, "fit", "--config", str(config), "--print_config")
-    assert result.returncode == 0, result.stderr[-3000:]
-    printed = yaml.safe_load(result.stdout)
+def test_every_shipped_config_parses(config, capsys):
+    assert ovi_pl_in_process("fit", "--config", str(config), "--print_config") == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"].startswith("ovi_pl.training.modules.")
 
 
-def test_unknown_config_keys_fail_before_any_work(tmp_path):
-    result = run_ovi_pl(tmp_path, "fit", "--config", str(ROOT / "configs/tiny_fusion.yaml"), "--model.optimiser.lr=1")
-    assert result.returncode != 0
-    assert "optimiser" in result.stderr
+def test_unknown_config_keys_fail_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert ovi_pl_in_process("fit", "--config", str(ROOT / "configs/tiny_fusion.yaml"), "--model.optimiser.lr=1") != 0
+    assert "optimiser" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 
