@@ -45,9 +45,9 @@ demo: env
 	$(BIN)/python -m ovi_pl demo
 
 # The second environment is part of the test set-up: the curation model stages and the
-# evaluation scorers are tested in it.
+# evaluation scorers are tested in it. Two pytest workers: tests/conftest.py says which files run beside which.
 test: env models-env
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf $(VENV) $(MODELS_VENV) runs

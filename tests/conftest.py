@@ -78,6 +78,35 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if missing:
         raise pytest.UsageError(f"shipped sample media is missing: {missing}; it is part of the repository "
                                 "(restore it from git), and tests that read it must not run without it")
+
+# `make test` runs two pytest-xdist workers (`-n 2`). The files below never start Ray or a browser: each
+# goes whole to whichever worker is free (its module fixtures built once). Every other file starts Ray
+# clusters (in-process, with `ray start` on Ray's default ports as README says, or through the demo) or
+# Chromium, and they form one unit of work: one worker runs them one after another, as a plain `pytest`
+# would. A new file joins that unit until it is listed here.
+BESIDE_RAY = {
+    "test_attention", "test_bench_gpu", "test_captions", "test_checkpoint_retention", "test_checkpoints", "test_cli",
+    "test_config_checks", "test_context_parallel", "test_data_specs", "test_datamodule", "test_directional",
+    "test_encoders", "test_flow_matching", "test_fresh_towers", "test_fusion_model", "test_generation",
+    "test_imports", "test_lineage", "test_lora", "test_media", "test_memory_options", "test_model_configs",
+    "test_parallelize", "test_reference_parity", "test_rope", "test_sync", "test_timestep_fidelity", "test_training",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    # xdist's own `--dist loadgroup` marks do not group under pytest 9 (it renames `item._nodeid`, which
+    # pytest 9 no longer reads), so the units are made here, from the test's file.
+    from xdist.scheduler import LoadScopeScheduling
+
+    class RayFilesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return file if Path(file).stem in BESIDE_RAY else "ray-and-browser"
+
+    return RayFilesTogether(config, log)
+
+
 DISTRIBUTED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
 
 
