@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ovi_pl.envs import DEFAULT_ENVS, resolved
 from ovi_pl.sync.judge import MOUTH_MIN_CONFIDENCE, ONSET_MIN_CONFIDENCE
+from ovi_pl.sync.mouth import MouthSettings
 
 _PosInt = Annotated[int, Field(gt=0)]
 _PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -244,11 +245,12 @@ class SyncNetFilter(_Section):
 class MouthJudge(_Section):
     enabled: bool = True
     min_confidence: _PosFloat = MOUTH_MIN_CONFIDENCE    # how it was calibrated: ovi_pl/sync/judge.py
-    frame_width: Annotated[int, Field(ge=160, le=1920)] = 640
-    detect_every: _PosInt = 2
-    search_every: _PosInt = 8     # frames between searches for faces of every size; a multiple of detect_every
-    min_track_frames: Annotated[int, Field(ge=24)] = 48     # 2 s at 24 fps
-    min_face_size: Annotated[float, Field(ge=0)] = 52.0      # pixels at frame_width; why: MouthSettings
+    # Defaults are the judge's own (ovi_pl/sync/mouth.py MouthSettings, where each is explained).
+    frame_width: Annotated[int, Field(ge=160, le=1920)] = MouthSettings.frame_width
+    detect_every: _PosInt = MouthSettings.detect_every
+    search_every: _PosInt = MouthSettings.search_every   # frames between searches for faces of every size
+    min_track_frames: Annotated[int, Field(ge=24)] = MouthSettings.min_track_frames
+    min_face_size: Annotated[float, Field(ge=0)] = MouthSettings.min_face_size   # pixels at frame_width
 
     @model_validator(mode="after")
     def _search_on_detect_frames(self) -> MouthJudge:
