@@ -79,6 +79,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"shipped sample media is missing: {missing}; it is part of the repository "
                                 "(restore it from git), and tests that read it must not run without it")
 
+
 # `make test` runs two pytest-xdist workers (`-n 2`). The files below never start Ray or a browser: each
 # goes whole to whichever worker is free (its module fixtures built once). Every other file starts Ray
 # clusters (in-process, with `ray start` on Ray's default ports as README says, or through the demo) or

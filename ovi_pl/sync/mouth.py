@@ -38,15 +38,17 @@ class MouthSettings:
     # faces (measured on the sample clips), which are the lips this judge can still read.
     detect_every: int = 2
     # Faces of every size are searched for on every 8th frame; the detect frames between look only for
-    # sizes near the faces seen (`detect_in_frames`): 0.7 s less detector time per clip on the sample
-    # clips, and the same tracks (bench/RESULTS.md, "Cheaper face detection").
+    # sizes near the faces seen (`detect_in_frames`): 0.7 s less detector time per clip and the same
+    # tracks on the three sample clips; two of the sync bench's 48 copies of the stage clip, whose small
+    # faces the cascade finds only now and then, changed outcome (bench/RESULTS.md, "CPU stages, old path
+    # and new, after cheaper face detection").
     search_every: int = 8
     min_track_frames: int = 48     # 2 s at 24 fps: shorter tracks hold too few syllables to correlate
     max_gap_frames: int = 12
     iou_threshold: float = 0.3
     # Pixels at frame_width. Smaller mouths are a few pixels high; 52 rather than 40 because every track
     # that decided a judgement in bench/sync_accuracy.py held >= 54 px detections, and the detector's
-    # smallest scales are its dearest (bench/RESULTS.md, "Cheaper face detection").
+    # smallest scales are its dearest (bench/RESULTS.md, "Cheaper face detection for the mouth judge").
     min_face_size: float = 52.0
     max_lag: int = 15
 
