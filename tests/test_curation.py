@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pyarrow.parquet as pq
 import pytest
@@ -793,3 +794,41 @@ def test_transcode_resizes_to_the_training_area(tmp_path: Path) -> None:
     # 1344x704 at a 28,672-pixel area keeps the aspect ratio with sides that are multiples of 32.
     assert (out["video"]["width"], out["video"]["height"]) == (224, 128)
     assert out["video"]["num_frames"] == 121
+
+
+@needs_ffmpeg
+def test_a_source_stored_turned_with_rotation_metadata_makes_an_upright_clip(tmp_path: Path) -> None:
+    """Phones store portrait video landscape with a quarter-turn in the metadata (and the reverse): the clip
+    must be what a player shows, at the display size's training area, not a crop of the stored frames."""
+    from curation.config import ClipConfig, ProbeConfig, TranscodeConfig
+    from curation.stages.discover import DiscoverInputs
+    from curation.stages.probe import ProbeInputs
+    from curation.stages.transcode import TranscodeClips
+    from ovi_pl.media.frames import iter_frames
+    from ovi_pl.media.tools import run_tool
+
+    upright = tmp_path / "upright.mp4"
+    run_tool(["ffmpeg", "-v", "error", "-i", str(REAL_CLIPS[0]), "-t", "5.2", "-c:v", "libx264", "-preset",
+              "ultrafast", "-crf", "12", "-c:a", "copy", str(upright)])
+    turned = tmp_path / "turned.mp4"
+    run_tool(["ffmpeg", "-v", "error", "-i", str(upright), "-vf", "transpose=clock", "-c:v", "libx264", "-preset",
+              "ultrafast", "-crf", "12", "-c:a", "copy", str(tmp_path / "stored.mp4")])
+    run_tool(["ffmpeg", "-v", "error", "-i", str(tmp_path / "stored.mp4"), "-c", "copy", "-metadata:s:v",
+              "rotate=90", str(turned)])
+    probe = ProbeInputs(ProbeConfig(), str(tmp_path / "downloads"))
+    transcode = TranscodeClips(TranscodeConfig(target_area=128 * 224, preset="ultrafast"), ClipConfig(),
+                               str(tmp_path / "clips"))
+    sizes, clips = {}, {}
+    for source in (upright, turned):
+        (row,) = DiscoverInputs([".mp4"]).process_batch([{"spec": str(source)}])
+        (probed,) = probe.process_batch([row])
+        (out,) = transcode.process_batch([{**probed, "key": source.stem, "start_s": 0.0}])
+        assert out["status"] == "kept", out
+        sizes[source.name] = (probed["probe"]["width"], probed["probe"]["height"],
+                              out["video"]["width"], out["video"]["height"])
+        clips[source.name] = next(iter_frames(out["mp4_path"], pix_fmt="gray")).astype(float)
+    width, height, clip_width, clip_height = sizes["upright.mp4"]
+    assert width > height and clip_width > clip_height  # the sample clip is landscape
+    assert sizes["turned.mp4"] == sizes["upright.mp4"]
+    # The same picture either way, two encodes apart.
+    assert np.abs(clips["turned.mp4"] - clips["upright.mp4"]).mean() < 4

@@ -202,7 +202,7 @@ def test_each_input_ends_for_its_reason(corpus: dict, run: dict) -> None:
         assert [g[:3] for g in got] == [("rejected", *expected)], f"{name}: {got}"
     details = {r["reason"]: r["detail"] for r in run["records"] if r["detail"]}
     assert "cut off" in details["truncated"] and "moov" in details["corrupt_container"]
-    assert "0 bytes" in details["empty_file"] and "20%" in details["short_audio"]
+    assert "0 bytes" in details["empty_file"] and "(20.0%)" in details["short_audio"]
     assert "probe.min_fps" in details["low_frame_rate"]
     assert "listed again at manifest.jsonl:17, already listed at manifest.jsonl:1" in details["duplicate"]
 

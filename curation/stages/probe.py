@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, ClassVar
 
 from ..config import ProbeConfig
 from ..keys import display_name
+from ovi_pl.media.frames import display_size
 from ovi_pl.media.tools import FFPROBE, MediaToolError, ffprobe_json, parse_rate, run_tool
 from ..stage import Row, Stage
 from .discover import DIRECT_SCHEMES
@@ -85,7 +86,8 @@ class ProbeInputs(Stage):
         probe: dict[str, Any] = {"duration_s": duration, "has_audio": audio is not None,
                                  "format": fmt.get("format_name")}
         if video is not None:
-            probe.update(width=int(video.get("width") or 0), height=int(video.get("height") or 0),
+            width, height = display_size(video)  # transcoding decodes it turned upright, as a player shows it
+            probe.update(width=width, height=height,
                          fps=parse_rate(video.get("avg_frame_rate")) or parse_rate(video.get("r_frame_rate")),
                          video_codec=video.get("codec_name"))
         if audio is not None:
@@ -141,7 +143,7 @@ class ProbeInputs(Stage):
             if coverage is not None and coverage < c.min_audio_coverage:
                 v = _stream_duration(video)
                 raise _Rejection("short_audio", f"the audio covers {coverage * v:.2f} s of the {v:.2f} s video "
-                                 f"({coverage:.0%}) < probe.min_audio_coverage {c.min_audio_coverage:.0%}: the "
+                                 f"({coverage:.1%}) < probe.min_audio_coverage {c.min_audio_coverage:.0%}: the "
                                  "rest of its clips would be silence; trim the video to its audio or lower "
                                  "probe.min_audio_coverage")
         return self.with_scores(row, area=float(w * h))

@@ -43,14 +43,19 @@ def video_info(path: str | Path) -> VideoInfo:
                    and not s.get("disposition", {}).get("attached_pic")), None)
     if stream is None:
         raise ValueError(f"{path}: no video stream")
-    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
-    if abs(_rotation(stream)) % 180 == 90:  # ffmpeg autorotates while decoding
-        width, height = height, width
+    width, height = display_size(stream)
     duration = stream.get("duration") or info.get("format", {}).get("duration")
     fps = parse_rate(stream.get("avg_frame_rate")) or parse_rate(stream.get("r_frame_rate"))
     frames = str(stream.get("nb_frames") or "")
     return VideoInfo(width, height, fps, float(duration) if duration not in (None, "N/A") else None,
                      int(frames) if frames.isdigit() and int(frames) > 0 else None)
+
+
+def display_size(stream: dict) -> tuple[int, int]:
+    """(width, height) of an ffprobe video stream as a player shows it: a phone's portrait video is often
+    stored landscape with a quarter-turn rotation, which ffmpeg applies while decoding."""
+    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    return (height, width) if abs(_rotation(stream)) % 180 == 90 else (width, height)
 
 
 def _rotation(stream: dict) -> float:
