@@ -4,8 +4,9 @@
 
 From each talking clip (default: the three shipped sample clips) it makes, with ffmpeg, the 121-frame
 24 fps clip the pipeline would cut, re-encoded copies of it (CRF 32, 640 px wide, a 30 fps detour, 64 kb/s
-AAC), copies with the audio shifted by +-120, 200, 300 and 500 ms, and copies whose audio is another
-clip's or its own played backwards (sound and picture unrelated). Every copy goes through the
+AAC), copies with the audio shifted by +-120, 200, 300 and 500 ms, copies whose picture starts 200, 300
+or 500 ms late (its first frame held: the sound comes first), and copies whose audio is another clip's or
+its own played backwards (sound and picture unrelated). Every copy goes through the
 pipeline's `sync` stage (`curation.stages.sync.AVSyncStage`, default settings but the gate), and the
 script prints one row per copy and the summary:
 
@@ -34,6 +35,9 @@ from curation.stages.sync import AVSyncStage  # noqa: E402
 CLIP_FRAMES, FPS = 121, 24
 SECONDS = f"{CLIP_FRAMES / FPS:.6f}"
 SHIFTS_MS = (-500, -300, -200, -120, 120, 200, 300, 500)
+# The picture held back instead of the sound moved (a late video track, as a muxer or camera leaves it):
+# the first frame is held this long, so the sound comes first.
+VIDEO_DELAYS_MS = (200, 300, 500)
 
 
 def ffmpeg(*args: str) -> None:
@@ -70,6 +74,10 @@ def variants(clips: list[Path], work: Path) -> list[tuple[str, str, int | None, 
             # audio delayed by ms reads, in SyncNet's sign, as -ms of frames
             made.append((name, f"audio {ms:+d} ms", -round(ms * FPS / 1000),
                          cut(clip, clip, work / f"{name}-shift{ms:+d}.mp4", audio_delay_ms=ms)))
+        for ms in VIDEO_DELAYS_MS:
+            made.append((name, f"video +{ms} ms", round(ms * FPS / 1000),
+                         cut(clip, clip, work / f"{name}-video+{ms}.mp4",
+                             vf=f"tpad=start_duration={ms / 1000}:start_mode=clone")))
         made.append((name, "audio reversed", None, cut(clip, clip, work / f"{name}-rev.mp4", reverse_audio=True)))
         for other in clips:
             if other != clip:
