@@ -20,7 +20,7 @@ from ovi_pl.media.audio import load_audio
 from ovi_pl.media.frames import read_frames
 from ovi_pl.sync.faces import HaarFaceDetector
 from ovi_pl.sync.lag import best_lag, circular_null, lag_correlation
-from ovi_pl.sync.mouth import judge_clip, mouth_box, speech_envelope
+from ovi_pl.sync.mouth import MouthSettings, judge_clip, mouth_box, speech_envelope, unheld_span
 from ovi_pl.sync.onset import clip_onset_estimate
 from speech_media import SAMPLE_RATE, _encode, espeak, make_flash_clip
 
@@ -135,6 +135,29 @@ def test_mouth_judge_is_less_sure_of_someone_elses_voice(talking_face: Path, tmp
     foreign = judge_clip(dubbed, load_audio(dubbed), detector)
     assert own is not None and foreign is not None
     assert foreign.confidence < MouthJudge().min_confidence < own.confidence, (own, foreign)
+
+
+def test_unheld_span_leaves_out_a_held_first_and_last_picture() -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(30)]
+    assert unheld_span(frames) == (0, 30)
+    held = [frames[0]] * 4 + frames[4:27] + [frames[27]] * 3
+    assert unheld_span(held) == (3, 28)  # one copy of each held picture stays
+
+
+def test_a_late_picture_is_read_as_sound_first_not_from_its_held_frames(tmp_path: Path) -> None:
+    """A video track starting 200 ms after its sound reaches the judge as its first picture held for 5 frames
+    (curation keeps a source's timing). Held frames show no mouth; read as a still one, their zero motion
+    put the sample close-up's late copy 7 frames the wrong way, above the gate (bench/RESULTS.md)."""
+    late = tmp_path / "late.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(MEDIA / "two_men_closeup_704x1280.mp4"), "-vf",
+                    f"fps={FPS},tpad=start_duration=0.2:start_mode=clone,format=yuv420p", "-frames:v", str(FRAMES),
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-af", "apad", "-t", f"{FRAMES / FPS:.6f}",
+                    "-c:a", "aac", str(late)], check=True)
+    start, stop = unheld_span(read_frames(late, width=160))
+    assert (start, stop) == (5, FRAMES)
+    judged = judge_clip(late, load_audio(late), HaarFaceDetector(min_size=int(MouthSettings.min_face_size)))
+    assert judged is not None and judged.offset > 0, judged  # the sound comes first
 
 
 def test_sync_stage_keeps_verified_rejects_shifted_and_can_reject_unverified(talking_face: Path,

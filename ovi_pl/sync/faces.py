@@ -165,6 +165,15 @@ class FaceTrack:
     def mean_size(self) -> float:
         return float(np.mean(np.maximum(self.boxes[:, 2] - self.boxes[:, 0], self.boxes[:, 3] - self.boxes[:, 1])))
 
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def within(self, start: int, stop: int) -> FaceTrack:
+        """The part of the track on frames start <= i < stop."""
+        keep = (self.frames >= start) & (self.frames < stop)
+        return FaceTrack(self.frames[keep], self.boxes[keep],
+                         [(i, box) for i, box in self.detections if start <= i < stop])
+
 
 def track_faces(detections: list[list[Box]], min_track: int, max_gap: int = 25, iou_threshold: float = 0.5,
                 min_face_size: float = 0.0) -> list[FaceTrack]:

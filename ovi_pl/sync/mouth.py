@@ -3,8 +3,9 @@
 For clips with a face but without SyncNet weights. Faces are found and tracked at the clip's own frame
 rate (`faces.track_faces`); for each track, a crop of the lower middle of the face box (where the mouth
 is) gives a motion signal, the mean absolute change of its brightness-normalised pixels between
-frames. The audio gives the log energy of the speech band (300-3000 Hz) per frame. The lag that best
-correlates the two, within +-max_lag frames, is the track's offset (SyncNet's sign).
+frames; a held first or last picture (a late video track) is left out (`unheld_span`). The audio gives
+the log energy of the speech band (300-3000 Hz) per frame. The lag that best correlates the two, within
++-max_lag frames, is the track's offset (SyncNet's sign).
 
 The confidence says how far that peak stands above what unrelated sound and picture give: the peak's
 distance from the mean of the correlations with the audio rotated by more than max_lag, in units of
@@ -28,6 +29,10 @@ SPEECH_BAND_HZ = (300.0, 3000.0)
 MOUTH_CROP = (32, 16)  # width, height of the resampled mouth crop
 # Fewer rotated-audio correlations than this give no usable spread (a track barely longer than the lag window).
 MIN_NULL_SAMPLES = 12
+# A frame that changes by less than this fraction of the clip's median frame-to-frame change repeats the
+# one before. Measured on bench/sync_accuracy.py's copies: held pictures change by 0.00-0.13 grey levels,
+# moving frames by at least 0.75x their clip's median (0.19 on the stillest, the close-up at CRF 32).
+HELD_CHANGE_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,23 @@ def mouth_motion(crops: np.ndarray) -> np.ndarray:
     return frame_motion(crops - crops.mean(axis=(1, 2), keepdims=True))
 
 
+def unheld_span(frames: list[np.ndarray]) -> tuple[int, int]:
+    """[start, stop) of the frames between a held first picture and a held last picture.
+
+    A video track that starts after the sound reaches a clip as its first picture repeated until it starts
+    (curation keeps the source's timing). A repeated picture shows no mouth, not a still one: its zero
+    motion would correlate with whatever the sound does meanwhile (on the sample close-up, a 200 ms late
+    picture read as 7 frames the other way, confidently). The span keeps one copy of each held picture."""
+    grey = np.stack([frame[::4, ::4].mean(axis=2) for frame in frames])
+    change = np.abs(np.diff(grey, axis=0)).mean(axis=(1, 2))  # change[i]: frame i + 1 against frame i
+    if not len(change):
+        return 0, len(frames)
+    still = change < HELD_CHANGE_FRACTION * np.median(change)
+    lead = len(still) if still.all() else int(np.argmin(still))
+    trail = len(still) if still.all() else int(np.argmin(still[::-1]))
+    return lead, len(frames) - trail
+
+
 def judge_frames(frames: list[np.ndarray], audio: np.ndarray, sample_rate: int, fps: float,
                  detector: FaceDetector, settings: MouthSettings = MouthSettings()) -> MouthJudgement | None:
     """The mouth judge on decoded BGR frames and the clip's mono audio; None when no face track is long enough."""
@@ -115,6 +137,9 @@ def judge_frames(frames: list[np.ndarray], audio: np.ndarray, sample_rate: int, 
                                           search_every=settings.search_every),
                          settings.min_track_frames, max(settings.max_gap_frames, settings.detect_every),
                          settings.iou_threshold, settings.min_face_size)
+    start, stop = unheld_span(frames)
+    tracks = [cut for track in tracks
+              if len(cut := track.within(start, stop)) >= settings.min_track_frames]
     if not tracks:
         return None
     envelope = speech_envelope(audio, sample_rate, fps, len(frames))
