@@ -21,7 +21,7 @@ from ovi_pl.media.frames import read_frames
 from ovi_pl.sync.faces import HaarFaceDetector
 from ovi_pl.sync.lag import best_lag, circular_null, lag_correlation
 from ovi_pl.sync.mouth import MouthSettings, judge_clip, mouth_box, speech_envelope, unheld_span
-from ovi_pl.sync.onset import clip_onset_estimate
+from ovi_pl.sync.onset import clip_onset_estimate, frame_motion
 from speech_media import SAMPLE_RATE, _encode, espeak, make_flash_clip
 
 MEDIA = Path(__file__).resolve().parents[1] / "examples" / "media"
@@ -139,10 +139,10 @@ def test_mouth_judge_is_less_sure_of_someone_elses_voice(talking_face: Path, tmp
 
 def test_unheld_span_leaves_out_a_held_first_and_last_picture() -> None:
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(30)]
-    assert unheld_span(frames) == (0, 30)
+    frames = [rng.integers(0, 256, (64, 96), dtype=np.uint8) for _ in range(30)]
+    assert unheld_span(frame_motion(np.stack(frames))) == (0, 30)
     held = [frames[0]] * 4 + frames[4:27] + [frames[27]] * 3
-    assert unheld_span(held) == (3, 28)  # one copy of each held picture stays
+    assert unheld_span(frame_motion(np.stack(held))) == (3, 28)  # one copy of each held picture stays
 
 
 def test_a_late_picture_is_read_as_sound_first_not_from_its_held_frames(tmp_path: Path) -> None:
@@ -154,8 +154,8 @@ def test_a_late_picture_is_read_as_sound_first_not_from_its_held_frames(tmp_path
                     f"fps={FPS},tpad=start_duration=0.2:start_mode=clone,format=yuv420p", "-frames:v", str(FRAMES),
                     "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-af", "apad", "-t", f"{FRAMES / FPS:.6f}",
                     "-c:a", "aac", str(late)], check=True)
-    start, stop = unheld_span(read_frames(late, width=160))
-    assert (start, stop) == (5, FRAMES)
+    start, stop = unheld_span(frame_motion(read_frames(late, width=160, pix_fmt="gray")))
+    assert start in (4, 5) and stop == FRAMES  # the last held copy may be coded unlike the others
     judged = judge_clip(late, load_audio(late), HaarFaceDetector(min_size=int(MouthSettings.min_face_size)))
     assert judged is not None and judged.offset > 0, judged  # the sound comes first
 
