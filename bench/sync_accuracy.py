@@ -4,7 +4,7 @@
 
 From each talking clip (default: the three shipped sample clips) it makes, with ffmpeg, the 121-frame
 24 fps clip the pipeline would cut, re-encoded copies of it (CRF 32, 640 px wide, a 30 fps detour, 64 kb/s
-AAC), copies with the audio shifted by +-120, 200, 300 and 500 ms, copies whose picture starts 200, 300
+AAC, a variable-rate source missing a tenth of its frames), copies with the audio shifted by +-120, 200, 300 and 500 ms, copies whose picture starts 200, 300
 or 500 ms late (its first frame held: the sound comes first), and copies whose audio is another clip's or
 its own played backwards (sound and picture unrelated). Every copy goes through the
 pipeline's `sync` stage (`curation.stages.sync.AVSyncStage`, default settings but the gate), and the
@@ -70,6 +70,12 @@ def variants(clips: list[Path], work: Path) -> list[tuple[str, str, int | None, 
         ffmpeg("-i", str(clip), "-vf", "fps=30", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-c:a", "aac",
                str(thirty))
         made.append((name, "via 30 fps", 0, cut(thirty, thirty, work / f"{name}-30to24.mp4")))
+        # A variable-rate source, as phones record in low light: a tenth of the frames missing at random
+        # (ffmpeg's random(0) is seeded, so the same ones each run); cutting at 24 fps repeats the frame before.
+        dropped = work / f"{name}-dropped.mp4"
+        ffmpeg("-i", str(clip), "-vf", "select='lt(random(0),0.9)'", "-fps_mode", "vfr", "-c:v", "libx264", "-preset",
+               "veryfast", "-crf", "18", "-c:a", "copy", str(dropped))
+        made.append((name, "10 % frames dropped", 0, cut(dropped, dropped, work / f"{name}-dropped-to24.mp4")))
         for ms in SHIFTS_MS:
             # audio delayed by ms reads, in SyncNet's sign, as -ms of frames
             made.append((name, f"audio {ms:+d} ms", -round(ms * FPS / 1000),
