@@ -66,7 +66,10 @@ class InputsConfig(_Section):
     # or a repeated line is rejected, saying so); unreadable lines and captions `package` would reject fail
     # the config load (curation.preflight), each line listed.
     manifest: Path | None = None
-    extensions: list[str] = Field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"])
+    # Matched without case. Beside the web's containers: camcorders' (AVCHD .mts/.m2ts, DV, MPEG-2 .mpg) and
+    # broadcast transport streams (.ts), where interlaced footage comes from.
+    extensions: list[str] = Field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mts",
+                                                           ".m2ts", ".ts", ".dv", ".mpg", ".mpeg"])
 
     @model_validator(mode="after")
     def _some_input(self) -> InputsConfig:

@@ -796,39 +796,93 @@ def test_transcode_resizes_to_the_training_area(tmp_path: Path) -> None:
     assert out["video"]["num_frames"] == 121
 
 
-@needs_ffmpeg
-def test_a_source_stored_turned_with_rotation_metadata_makes_an_upright_clip(tmp_path: Path) -> None:
-    """Phones store portrait video landscape with a quarter-turn in the metadata (and the reverse): the clip
-    must be what a player shows, at the display size's training area, not a crop of the stored frames."""
+def probe_and_transcode(source: Path, work: Path) -> tuple[dict, dict]:
+    """A source through the pipeline's discover, probe and transcode stages: (probed row, clip row)."""
     from curation.config import ClipConfig, ProbeConfig, TranscodeConfig
     from curation.stages.discover import DiscoverInputs
     from curation.stages.probe import ProbeInputs
     from curation.stages.transcode import TranscodeClips
+
+    (row,) = DiscoverInputs([".mp4"]).process_batch([{"spec": str(source)}])
+    (probed,) = ProbeInputs(ProbeConfig(), str(work / "downloads")).process_batch([row])
+    transcode = TranscodeClips(TranscodeConfig(target_area=128 * 224, preset="ultrafast"), ClipConfig(),
+                               str(work / "clips"))
+    (clip,) = transcode.process_batch([{**probed, "key": source.stem, "start_s": 0.0}])
+    assert clip["status"] == "kept", clip
+    return probed, clip
+
+
+# How a source can store its picture otherwise than a player shows it: (filters for the stored frames,
+# metadata that tells players how to show them).
+STORED_OTHERWISE = {
+    # Phones store portrait video landscape with a quarter-turn in the metadata (and the reverse).
+    "turned": ("transpose=clock", ["-metadata:s:v", "rotate=90"]),
+    # DV, HDV and broadcast video store a wide picture in narrow pixels, which players stretch.
+    "narrow_pixels": ("scale=iw*3/4:ih,setsar=4/3", []),
+}
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("stored", sorted(STORED_OTHERWISE))
+def test_a_source_stored_otherwise_than_shown_makes_the_clip_a_player_shows(tmp_path: Path, stored: str) -> None:
+    """The clip must be what a player shows, at the display size's training area, not a crop of the stored
+    frames (turned: a sideways strip; narrow pixels: everyone a quarter thinner)."""
     from ovi_pl.media.frames import iter_frames
     from ovi_pl.media.tools import run_tool
 
-    upright = tmp_path / "upright.mp4"
+    stored_filters, metadata = STORED_OTHERWISE[stored]
+    plain, other = tmp_path / "plain.mp4", tmp_path / f"{stored}.mp4"
     run_tool(["ffmpeg", "-v", "error", "-i", str(REAL_CLIPS[0]), "-t", "5.2", "-c:v", "libx264", "-preset",
-              "ultrafast", "-crf", "12", "-c:a", "copy", str(upright)])
-    turned = tmp_path / "turned.mp4"
-    run_tool(["ffmpeg", "-v", "error", "-i", str(upright), "-vf", "transpose=clock", "-c:v", "libx264", "-preset",
+              "ultrafast", "-crf", "12", "-c:a", "copy", str(plain)])
+    run_tool(["ffmpeg", "-v", "error", "-i", str(plain), "-vf", stored_filters, "-c:v", "libx264", "-preset",
               "ultrafast", "-crf", "12", "-c:a", "copy", str(tmp_path / "stored.mp4")])
-    run_tool(["ffmpeg", "-v", "error", "-i", str(tmp_path / "stored.mp4"), "-c", "copy", "-metadata:s:v",
-              "rotate=90", str(turned)])
-    probe = ProbeInputs(ProbeConfig(), str(tmp_path / "downloads"))
-    transcode = TranscodeClips(TranscodeConfig(target_area=128 * 224, preset="ultrafast"), ClipConfig(),
-                               str(tmp_path / "clips"))
+    run_tool(["ffmpeg", "-v", "error", "-i", str(tmp_path / "stored.mp4"), "-c", "copy", *metadata, str(other)])
     sizes, clips = {}, {}
-    for source in (upright, turned):
-        (row,) = DiscoverInputs([".mp4"]).process_batch([{"spec": str(source)}])
-        (probed,) = probe.process_batch([row])
-        (out,) = transcode.process_batch([{**probed, "key": source.stem, "start_s": 0.0}])
-        assert out["status"] == "kept", out
+    for source in (plain, other):
+        probed, clip = probe_and_transcode(source, tmp_path / source.stem)
         sizes[source.name] = (probed["probe"]["width"], probed["probe"]["height"],
-                              out["video"]["width"], out["video"]["height"])
-        clips[source.name] = next(iter_frames(out["mp4_path"], pix_fmt="gray")).astype(float)
-    width, height, clip_width, clip_height = sizes["upright.mp4"]
+                              clip["video"]["width"], clip["video"]["height"])
+        clips[source.name] = next(iter_frames(clip["mp4_path"], pix_fmt="gray")).astype(float)
+    width, height, clip_width, clip_height = sizes["plain.mp4"]
     assert width > height and clip_width > clip_height  # the sample clip is landscape
-    assert sizes["turned.mp4"] == sizes["upright.mp4"]
+    assert sizes[other.name] == sizes["plain.mp4"]
     # The same picture either way, two encodes apart.
-    assert np.abs(clips["turned.mp4"] - clips["upright.mp4"]).mean() < 4
+    assert np.abs(clips[other.name] - clips["plain.mp4"]).mean() < 4
+
+
+@needs_ffmpeg
+def test_an_interlaced_source_makes_a_clip_without_combing(tmp_path: Path) -> None:
+    """Broadcast, DV and camcorder video is interlaced: each frame weaves two fields 1/50 s apart, which a
+    plain transcode keeps as combed, ghosted edges on everything that moves. The clip must show what a
+    progressive camera would have. The interlaced source is where an AVCHD camcorder leaves it on its card."""
+    from curation.config import InputsConfig
+    from curation.stages.discover import DiscoverInputs
+    from ovi_pl.media.frames import iter_frames
+    from ovi_pl.media.tools import run_tool
+
+    still = tmp_path / "still.png"
+    run_tool(["ffmpeg", "-v", "error", "-i", str(REAL_CLIPS[0]), "-frames:v", "1", "-vf", "scale=320:240", str(still)])
+
+    def panning(path: Path, rate: int, filters: str, *codec: str) -> Path:
+        """The sample picture panning sideways (6.4 px per 1/50 s), with a tone, in an MPEG transport stream as
+        camcorders write (its video starts 21 ms after its sound; the clip keeps that)."""
+        run_tool(["ffmpeg", "-v", "error", "-loop", "1", "-framerate", str(rate), "-i", str(still), "-f", "lavfi",
+                  "-i", "sine=f=440:r=48000", "-t", "6", "-vf", filters, *codec, "-c:v", "libx264", "-preset",
+                  "ultrafast", "-crf", "12", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", "-f", "mpegts",
+                  str(path)])
+        return path
+
+    progressive = panning(tmp_path / "progressive.mts", 25, "scroll=horizontal=0.02")
+    # 50 pictures a second woven into 25 interlaced frames, top field first, coded as interlaced H.264.
+    card = tmp_path / "card"
+    (card / "PRIVATE/AVCHD/BDMV/STREAM").mkdir(parents=True)
+    interlaced = panning(card / "PRIVATE/AVCHD/BDMV/STREAM/00001.MTS", 50, "scroll=horizontal=0.01,"
+                         "tinterlace=mode=interleave_top,setfield=tff", "-flags", "+ildct+ilme", "-x264opts", "tff=1")
+    found = DiscoverInputs(InputsConfig(paths=[str(card)]).extensions).process_batch([{"spec": str(card)}])
+    assert [Path(row["location"]).name for row in found] == ["00001.MTS"]  # the default extensions take it
+    clips = {}
+    for source in (progressive, interlaced):
+        _, clip = probe_and_transcode(source, tmp_path / source.stem)
+        clips[source.name] = np.stack(list(iter_frames(clip["mp4_path"], pix_fmt="gray"))).astype(float)
+    # Measured: 1.8 deinterlaced, 6.2 when the fields are left woven.
+    assert np.abs(clips["00001.MTS"] - clips["progressive.mts"]).mean() < 3

@@ -97,6 +97,23 @@ def test_rotation_metadata_gives_the_display_size(tmp_path: Path) -> None:
     assert next(iter_frames(rotated, width=24)).shape == (32, 24, 3)  # scaled in display orientation
 
 
+def test_narrow_pixels_are_read_square(tmp_path: Path) -> None:
+    """A picture stored in pixels 4/3 as wide as high (as DV stores widescreen) is read at the width players
+    show, so circles stay round for every stage that measures the frames."""
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24:duration=0.5", "-c:v", "libx264", "-qp", "0",
+           "-pix_fmt", "yuv444p", str(plain))
+    narrow = tmp_path / "narrow.mp4"
+    ffmpeg("-i", str(plain), "-vf", f"scale={W * 3 // 4}:{H},setsar=4/3", "-c:v", "libx264", "-qp", "0",
+           "-pix_fmt", "yuv444p", str(narrow))
+    info = video_info(narrow)
+    assert (info.width, info.height) == (W, H)
+    square, stretched = read_frames(plain), read_frames(narrow)
+    assert stretched.shape == square.shape
+    # 5.4: a quarter of each row's detail lost and scaled back (the same frames 2 px apart differ by 28)
+    assert np.abs(stretched.astype(int) - square).mean() < 10
+
+
 def test_scaling_and_picking(tmp_path: Path) -> None:
     clip = grey_clip(tmp_path / "grey.mp4", 24, "24")
     levels = np.array([f.mean() for f in iter_frames(clip, pix_fmt="gray")])

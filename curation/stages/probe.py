@@ -86,7 +86,8 @@ class ProbeInputs(Stage):
         probe: dict[str, Any] = {"duration_s": duration, "has_audio": audio is not None,
                                  "format": fmt.get("format_name")}
         if video is not None:
-            width, height = display_size(video)  # transcoding decodes it turned upright, as a player shows it
+            # The size a player shows (turned upright, pixels made square), which transcoding gives the clip.
+            width, height = display_size(video)
             probe.update(width=width, height=height,
                          fps=parse_rate(video.get("avg_frame_rate")) or parse_rate(video.get("r_frame_rate")),
                          video_codec=video.get("codec_name"))

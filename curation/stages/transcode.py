@@ -45,9 +45,16 @@ class TranscodeClips(Stage):
         # -ss before -i seeks by decoding from the previous keyframe, which is frame-accurate when re-encoding.
         # Without an audio track (probe.require_audio: false) the clip gets digital silence, which the
         # volume filter then judges like any other quiet clip.
-        silence = [] if row["probe"]["has_audio"] else ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
-        audio = "0:a:0" if row["probe"]["has_audio"] else "1:a:0"
-        video_filters = f"fps={c.fps},{self._size_filter(row)}"
+        probe = row["probe"]
+        silence = [] if probe["has_audio"] else ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
+        audio = "0:a:0" if probe["has_audio"] else "1:a:0"
+        # Frames their decoder flags interlaced (broadcast, DV, camcorders) are deinterlaced first, one frame
+        # per frame: their woven fields would show as combed edges on everything that moves. The flag is per
+        # frame because stream headers often do not say (ffprobe reads DV's field order as unknown); other
+        # frames pass untouched. Then the picture is scaled to the size a player shows, square pixels (a
+        # no-op for most sources; DV's narrow pixels get stretched), before the clip's size.
+        video_filters = (f"bwdif=mode=send_frame:deint=interlaced,fps={c.fps},"
+                         f"scale={probe['width']}:{probe['height']},setsar=1,{self._size_filter(row)}")
         # The report's thumbnail strip, from the frames this command decodes anyway.
         strip = StripOutput(work_thumbs_dir(out_dir) / f"{row['key']}.jpg", c.num_frames, video_filters)
         # The frame cache the later stages decode instead of the clip (ovi_pl.media.frames.frame_source):

@@ -27,7 +27,7 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """The first video stream as a player shows it (rotation applied)."""
+    """The first video stream as a player shows it (rotation and pixel aspect applied: `display_size`)."""
 
     width: int
     height: int
@@ -52,9 +52,14 @@ def video_info(path: str | Path) -> VideoInfo:
 
 
 def display_size(stream: dict) -> tuple[int, int]:
-    """(width, height) of an ffprobe video stream as a player shows it: a phone's portrait video is often
-    stored landscape with a quarter-turn rotation, which ffmpeg applies while decoding."""
+    """(width, height) of an ffprobe video stream as a player shows it, in square pixels: a phone's portrait
+    video is often stored landscape with a quarter-turn rotation, which ffmpeg applies while decoding; DV,
+    HDV and broadcast video store a wide picture in narrow pixels (a sample aspect ratio, 32:27 for
+    widescreen NTSC DV), which players stretch and ffmpeg does not: the readers scale to this size."""
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    pixel_aspect = parse_rate(str(stream.get("sample_aspect_ratio") or "").replace(":", "/"))
+    if pixel_aspect and width:
+        width = max(1, round(width * pixel_aspect))
     return (height, width) if abs(_rotation(stream)) % 180 == 90 else (width, height)
 
 
