@@ -886,3 +886,29 @@ def test_an_interlaced_source_makes_a_clip_without_combing(tmp_path: Path) -> No
         clips[source.name] = np.stack(list(iter_frames(clip["mp4_path"], pix_fmt="gray"))).astype(float)
     # Measured: 1.8 deinterlaced, 6.2 when the fields are left woven.
     assert np.abs(clips["00001.MTS"] - clips["progressive.mts"]).mean() < 3
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("transfer", ["arib-std-b67", "smpte2084"])  # HLG (phones' HDR), PQ (HDR10)
+def test_an_hdr_source_makes_an_sdr_clip_that_looks_like_it(tmp_path: Path, transfer: str) -> None:
+    """Phones record HDR by default. Read as SDR, its 10-bit BT.2020 HLG or PQ frames come out dim and grey;
+    the clip must be tone-mapped to BT.709 and say so."""
+    from ovi_pl.media.frames import iter_frames
+    from ovi_pl.media.tools import ffprobe_json, run_tool
+
+    sdr, hdr = tmp_path / "sdr.mp4", tmp_path / "hdr.mp4"
+    run_tool(["ffmpeg", "-v", "error", "-i", str(REAL_CLIPS[0]), "-t", "5.2", "-vf", "scale=640:-2", "-c:v", "libx264",
+              "-preset", "ultrafast", "-crf", "12", "-c:a", "copy", str(sdr)])
+    # The same picture graded HDR as BT.2408 places it: SDR's white at the HDR reference white, 203 cd/m2.
+    run_tool(["ffmpeg", "-v", "error", "-i", str(sdr), "-vf", f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:"
+              "p=bt2020:m=bt2020nc:r=tv:npl=203,format=yuv420p10le", "-color_primaries", "bt2020", "-color_trc",
+              transfer, "-colorspace", "bt2020nc", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-c:a",
+              "copy", str(hdr)])
+    clips = {}
+    for source in (sdr, hdr):
+        _, clip = probe_and_transcode(source, tmp_path / source.stem)
+        clips[source.name] = np.stack(list(iter_frames(clip["mp4_path"], pix_fmt="rgb24"))).astype(float)
+    video = next(s for s in ffprobe_json(clip["mp4_path"])["streams"] if s["codec_type"] == "video")
+    assert (video["pix_fmt"], video["color_transfer"], video["color_primaries"]) == ("yuv420p", "bt709", "bt709")
+    # Measured: 13.4 for both; read as SDR, 28.2 (HLG) and 50.5 (PQ).
+    assert np.abs(clips["hdr.mp4"] - clips["sdr.mp4"]).mean() < 20

@@ -90,7 +90,7 @@ class ProbeInputs(Stage):
             width, height = display_size(video)
             probe.update(width=width, height=height,
                          fps=parse_rate(video.get("avg_frame_rate")) or parse_rate(video.get("r_frame_rate")),
-                         video_codec=video.get("codec_name"))
+                         video_codec=video.get("codec_name"), color_transfer=video.get("color_transfer"))
         if audio is not None:
             probe.update(audio_codec=audio.get("codec_name"), audio_sample_rate=int(audio.get("sample_rate") or 0),
                          audio_channels=int(audio.get("channels") or 0))

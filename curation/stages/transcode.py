@@ -16,6 +16,13 @@ from ..thumbnails import StripOutput, work_thumbs_dir
 # Audio that starts after the picture (a container offset) keeps its place: aresample pads the gap from
 # time 0 with silence instead of letting the first sample move to 0; apad + -t make it last the clip.
 _ALIGNED_AUDIO = "aresample=async=1:first_pts=0,apad"
+# HDR transfer functions (PQ, and HLG as phones record by default), as ffprobe and zscale name them.
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+# HDR to SDR at the clip's size: to linear light with the HDR reference white (203 cd/m2, ITU-R BT.2408) at
+# 1.0, BT.2020 primaries to BT.709, highlights above it rolled off (mobius: linear up to 0.3, no clipping;
+# colours kept, desat=0), then BT.709's transfer in limited range, as SDR clips are coded.
+_HDR_TO_SDR = ("zscale=tin={transfer}:pin=bt2020:min=bt2020nc:t=linear:npl=203,format=gbrpf32le,zscale=p=bt709,"
+               "tonemap=tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
 FRAME_CACHE_SUFFIX = ".frames.mov"
 
 
@@ -55,6 +62,10 @@ class TranscodeClips(Stage):
         # no-op for most sources; DV's narrow pixels get stretched), before the clip's size.
         video_filters = (f"bwdif=mode=send_frame:deint=interlaced,fps={c.fps},"
                          f"scale={probe['width']}:{probe['height']},setsar=1,{self._size_filter(row)}")
+        # HDR sources (PQ, HLG) would come out dim and grey read as SDR: tone-mapped, after the resize (the
+        # float conversion costs per pixel).
+        if probe.get("color_transfer") in HDR_TRANSFERS:
+            video_filters += "," + _HDR_TO_SDR.format(transfer=probe["color_transfer"])
         # The report's thumbnail strip, from the frames this command decodes anyway.
         strip = StripOutput(work_thumbs_dir(out_dir) / f"{row['key']}.jpg", c.num_frames, video_filters)
         # The frame cache the later stages decode instead of the clip (ovi_pl.media.frames.frame_source):
