@@ -6,6 +6,7 @@ import csv
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -395,3 +396,20 @@ def test_sampling_keeps_the_given_modality_and_shows_it_to_the_model_at_t0(tiny_
     assert not torch.allclose(out[other], (audio_noise if other == "audio" else video_noise))
     clean, sampled = (0, 1) if given == "video" else (1, 0)
     assert all(t[clean] == 0 for t in times) and all(t[sampled] > 0 for t in times)
+
+
+def test_a_photo_stored_sideways_is_turned_as_its_exif_orientation_says(tmp_path: Path) -> None:
+    """Image-to-video from a phone photo: the first frame must be the picture as the phone shows it."""
+    from ovi_pl.generation.components import ClipGeometry
+    from ovi_pl.generation.pipeline import load_image
+
+    rng = np.random.default_rng(0)
+    upright = np.kron(rng.integers(0, 256, (9, 16, 3)), np.ones((16, 16, 1))).astype(np.uint8)  # 144x256 blocks
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored picture is to be turned a quarter turn clockwise
+    Image.fromarray(np.rot90(upright)).save(tmp_path / "sideways.png", exif=exif)  # stored turned the other way
+    geometry = ClipGeometry(height=144, width=256, num_frames=5)
+    shown, expected = load_image(tmp_path / "sideways.png", geometry), load_image(tmp_path / "upright.png", geometry)
+    assert shown.shape == expected.shape == (1, 3, 1, 144, 256)
+    assert torch.equal(shown, expected)

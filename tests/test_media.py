@@ -114,6 +114,29 @@ def test_narrow_pixels_are_read_square(tmp_path: Path) -> None:
     assert np.abs(stretched.astype(int) - square).mean() < 10
 
 
+@pytest.mark.parametrize("stored", ["rotate=90", "rotate=180", "rotate=270", "setsar=4/3"])
+def test_av_reader_shows_frames_as_the_ffmpeg_reader_does(tmp_path: Path, stored: str) -> None:
+    """A phone's video handed to generation (video-to-audio) is read turned upright and in square pixels,
+    as every other reader reads it, at its display size and when resized to a training size."""
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24:duration=0.5", "-c:v", "libx264", "-qp", "0",
+           "-pix_fmt", "yuv444p", str(plain))
+    other = tmp_path / "other.mp4"
+    if stored.startswith("rotate"):
+        ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v", stored, str(other))
+    else:
+        ffmpeg("-i", str(plain), "-vf", f"scale={W * 3 // 4}:{H},{stored}", "-c:v", "libx264", "-qp", "0",
+               "-pix_fmt", "yuv444p", str(other))
+    shown = read_frames(other, pix_fmt="rgb24").transpose(3, 0, 1, 2)
+    read = read_video(other, len(shown[0]), 24.0)
+    assert read.shape == shown.shape
+    assert np.abs(read.astype(int) - shown).mean() < 1
+    h, w = shown.shape[2:]
+    resized = read_video(other, 4, 24.0, size=(h // 2, w // 2)).astype(int)
+    halved = read_frames(other, width=w // 2, pix_fmt="rgb24")[:4].transpose(3, 0, 1, 2)
+    assert np.abs(resized - halved).mean() < 1  # both area-average in libswscale: 0.0 here
+
+
 def test_scaling_and_picking(tmp_path: Path) -> None:
     clip = grey_clip(tmp_path / "grey.mp4", 24, "24")
     levels = np.array([f.mean() for f in iter_frames(clip, pix_fmt="gray")])

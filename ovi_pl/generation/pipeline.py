@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor, nn
 
 from ovi_pl.media.audio import load_audio
@@ -53,8 +53,10 @@ def encode_prompts(text: TextEncoder, prompts: list[str], cfg: SamplerConfig) ->
 
 
 def load_image(path: str | os.PathLike[str], geometry: ClipGeometry) -> Tensor:
-    """An image resized to cover the clip's frame and centre-cropped: float [1, 3, 1, H, W] in [-1, 1]."""
-    image = Image.open(path).convert("RGB")
+    """An image resized to cover the clip's frame and centre-cropped: float [1, 3, 1, H, W] in [-1, 1].
+    Turned as its EXIF orientation says: cameras and phones store photos sideways and say so there."""
+    with Image.open(path) as stored:
+        image = ImageOps.exif_transpose(stored).convert("RGB")
     size = resize_for_crop(image.height, image.width, (geometry.height, geometry.width))
     image = image.resize((size[1], size[0]), Image.Resampling.BICUBIC)
     top, left = (size[0] - geometry.height) // 2, (size[1] - geometry.width) // 2

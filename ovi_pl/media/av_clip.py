@@ -4,14 +4,18 @@ span comes from `ovi_pl.media.audio.decode_audio`; together they are the aligned
 raw-mode training, the latent stage, the encoders and evaluation.
 
 Frames come back as numpy arrays, channels first ([3, F, H, W] uint8, preallocated, one copy per plane and
-frame), so `torch.from_numpy` hands them to a model without a copy. Rotation metadata is not applied
-(training clips are written upright by curation); the ffmpeg reader (`ovi_pl.media.frames`) applies it.
+frame), so `torch.from_numpy` hands them to a model without a copy. Frames are read as a player shows
+them, as the ffmpeg reader (`ovi_pl.media.frames`) reads them: turned by the rotation metadata and with
+narrow pixels made square. Curation writes training clips upright in square pixels; a video given to
+generation may be a phone's.
 """
 from __future__ import annotations
 
 import io
 import math
 import os
+from dataclasses import dataclass
+from fractions import Fraction
 from typing import Union
 
 import av
@@ -74,27 +78,27 @@ def read_video(source: Source, num_frames: int, fps: float | None = None, start:
         stream.codec_context.thread_count = threads
         if fps is None:
             fps = num_frames / stream_seconds(stream, container)
-        if size is None:
-            scaled_h, scaled_w, top, left = stream.codec_context.height, stream.codec_context.width, 0, 0
-            crop_h, crop_w = scaled_h, scaled_w
-        else:
-            scaled_h, scaled_w = resize_for_crop(stream.codec_context.height, stream.codec_context.width, size)
-            (crop_h, crop_w), top, left = size, (scaled_h - size[0]) // 2, (scaled_w - size[1]) // 2
         # One converter for the clip (a frame's own would set up libswscale again for each frame), in this
         # thread (its slice threads cost more than they save at these sizes). Planar RGB lands channels
         # first without a transposing copy; unscaled it is rgb24's bytes, and scaled, its chroma is
         # interpolated fully (rgb24 gets that only with FULL_CHR_H_INT, at twice the cost), which puts it
         # 4x closer to the exact area average on the sample clips (tests/test_media.py checks a gradient).
         reformatter = VideoReformatter()
+        layout: _Layout | None = None  # set by the first frame, which carries the rotation
+        out = np.empty(0, np.uint8)
 
         def to_rgb(frame: av.VideoFrame) -> list[np.ndarray]:
-            planar = reformatter.reformat(frame, width=scaled_w, height=scaled_h, format="gbrp",
+            nonlocal layout, out
+            if layout is None:
+                layout = _Layout.of(frame, stream.codec_context.sample_aspect_ratio, size)
+                # untouched pages: free until filled
+                out = np.empty((3, num_frames, *layout.crop), dtype=np.uint8)
+            planar = reformatter.reformat(frame, width=layout.scaled[1], height=layout.scaled[0], format="gbrp",
                                           interpolation="AREA", threads=1)
-            g, b, r = (np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[top:top + crop_h, left:left + crop_w]
+            g, b, r = (layout.cut(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width])
                        for p in planar.planes)
             return [r, g, b]
 
-        out = np.empty((3, num_frames, crop_h, crop_w), dtype=np.uint8)  # untouched pages: free until filled
         targets = start + np.arange(num_frames) / fps
         # A frame counts from half a source frame before its time: container timestamps are rounded, and
         # at another rate than the source's this picks the frame nearest each target time (the later one
@@ -122,6 +126,29 @@ def read_video(source: Source, num_frames: int, fps: float | None = None, start:
     if filled < num_frames:
         raise ValueError(f"{what} holds {filled} of the {num_frames} frames needed at {fps:g} fps from {start} s")
     return out
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a stored frame's pixels go: scaled (stored orientation) to `scaled`, turned by `turns` quarter
+    turns counter-clockwise, then centre-cropped to `crop` (height, width)."""
+
+    scaled: tuple[int, int]
+    turns: int
+    crop: tuple[int, int]
+
+    @classmethod
+    def of(cls, frame: av.VideoFrame, pixel_aspect: Fraction | None, size: tuple[int, int] | None) -> _Layout:
+        turns = round(frame.rotation / 90) % 4
+        stored_w = max(1, round(frame.width * float(pixel_aspect or 1)))
+        shown = (stored_w, frame.height) if turns % 2 else (frame.height, stored_w)  # display (height, width)
+        scaled = shown if size is None else resize_for_crop(*shown, size)
+        return cls(scaled[::-1] if turns % 2 else scaled, turns, size or shown)
+
+    def cut(self, plane: np.ndarray) -> np.ndarray:
+        plane = np.rot90(plane, self.turns) if self.turns else plane
+        top, left = (plane.shape[0] - self.crop[0]) // 2, (plane.shape[1] - self.crop[1]) // 2
+        return plane[top:top + self.crop[0], left:left + self.crop[1]]
 
 
 def _put(out: np.ndarray, index: int, planes: list[np.ndarray]) -> None:
