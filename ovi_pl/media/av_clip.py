@@ -22,6 +22,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from .frames import shown_size
+
 # A file path, or the file's bytes (what a shard member holds).
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview]
 
@@ -140,8 +142,8 @@ class _Layout:
     @classmethod
     def of(cls, frame: av.VideoFrame, pixel_aspect: Fraction | None, size: tuple[int, int] | None) -> _Layout:
         turns = round(frame.rotation / 90) % 4
-        stored_w = max(1, round(frame.width * float(pixel_aspect or 1)))
-        shown = (stored_w, frame.height) if turns % 2 else (frame.height, stored_w)  # display (height, width)
+        shown_w, shown_h = shown_size(frame.width, frame.height, float(pixel_aspect or 0), frame.rotation)
+        shown = (shown_h, shown_w)
         scaled = shown if size is None else resize_for_crop(*shown, size)
         return cls(scaled[::-1] if turns % 2 else scaled, turns, size or shown)
 

@@ -56,11 +56,16 @@ def display_size(stream: dict) -> tuple[int, int]:
     video is often stored landscape with a quarter-turn rotation, which ffmpeg applies while decoding; DV,
     HDV and broadcast video store a wide picture in narrow pixels (a sample aspect ratio, 32:27 for
     widescreen NTSC DV), which players stretch and ffmpeg does not: the readers scale to this size."""
-    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
-    pixel_aspect = parse_rate(str(stream.get("sample_aspect_ratio") or "").replace(":", "/"))
+    return shown_size(int(stream.get("width") or 0), int(stream.get("height") or 0),
+                      parse_rate(str(stream.get("sample_aspect_ratio") or "").replace(":", "/")), _rotation(stream))
+
+
+def shown_size(width: int, height: int, pixel_aspect: float | None, rotation: float) -> tuple[int, int]:
+    """(width, height) of stored frames as shown: stretched by the pixel aspect (None or 0: square), turned
+    by the rotation in degrees. The one rule of both readers (`display_size`, `av_clip.read_video`)."""
     if pixel_aspect and width:
         width = max(1, round(width * pixel_aspect))
-    return (height, width) if abs(_rotation(stream)) % 180 == 90 else (width, height)
+    return (height, width) if abs(rotation) % 180 == 90 else (width, height)
 
 
 def _rotation(stream: dict) -> float:
