@@ -81,12 +81,27 @@ def test_file_name_that_is_not_utf8(tmp_path: Path) -> None:
     assert decode_audio(name, 16000, 0.0, 0.5).shape == (8000,)
 
 
-def test_rotation_metadata_gives_the_display_size(tmp_path: Path) -> None:
-    plain = tmp_path / "plain.mp4"
+def pattern_clip(path: Path) -> Path:
+    """Half a second of ffmpeg's colour test pattern, lossless 4:4:4 H.264."""
     ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24:duration=0.5", "-c:v", "libx264", "-qp", "0",
-           "-pix_fmt", "yuv444p", str(plain))
-    rotated = tmp_path / "rotated.mp4"
-    ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v", "rotate=90", str(rotated))
+           "-pix_fmt", "yuv444p", str(path))
+    return path
+
+
+def stored_otherwise(plain: Path, path: Path, stored: str) -> Path:
+    """`plain` stored as a player would show it turned (`rotate=90`: metadata only) or in pixels of another
+    aspect (`setsar=4/3`: the picture squeezed into 3/4 of the width, lossless)."""
+    if stored.startswith("rotate"):
+        ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v", stored, str(path))
+    else:
+        ffmpeg("-i", str(plain), "-vf", f"scale={W * 3 // 4}:{H},{stored}", "-c:v", "libx264", "-qp", "0",
+               "-pix_fmt", "yuv444p", str(path))
+    return path
+
+
+def test_rotation_metadata_gives_the_display_size(tmp_path: Path) -> None:
+    plain = pattern_clip(tmp_path / "plain.mp4")
+    rotated = stored_otherwise(plain, tmp_path / "rotated.mp4", "rotate=90")
     info = video_info(rotated)
     assert (info.width, info.height) == (H, W)
     upright, turned = read_frames(plain), read_frames(rotated)
@@ -100,12 +115,8 @@ def test_rotation_metadata_gives_the_display_size(tmp_path: Path) -> None:
 def test_narrow_pixels_are_read_square(tmp_path: Path) -> None:
     """A picture stored in pixels 4/3 as wide as high (as DV stores widescreen) is read at the width players
     show, so circles stay round for every stage that measures the frames."""
-    plain = tmp_path / "plain.mp4"
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24:duration=0.5", "-c:v", "libx264", "-qp", "0",
-           "-pix_fmt", "yuv444p", str(plain))
-    narrow = tmp_path / "narrow.mp4"
-    ffmpeg("-i", str(plain), "-vf", f"scale={W * 3 // 4}:{H},setsar=4/3", "-c:v", "libx264", "-qp", "0",
-           "-pix_fmt", "yuv444p", str(narrow))
+    plain = pattern_clip(tmp_path / "plain.mp4")
+    narrow = stored_otherwise(plain, tmp_path / "narrow.mp4", "setsar=4/3")
     info = video_info(narrow)
     assert (info.width, info.height) == (W, H)
     square, stretched = read_frames(plain), read_frames(narrow)
@@ -118,15 +129,8 @@ def test_narrow_pixels_are_read_square(tmp_path: Path) -> None:
 def test_av_reader_shows_frames_as_the_ffmpeg_reader_does(tmp_path: Path, stored: str) -> None:
     """A phone's video handed to generation (video-to-audio) is read turned upright and in square pixels,
     as every other reader reads it, at its display size and when resized to a training size."""
-    plain = tmp_path / "plain.mp4"
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=24:duration=0.5", "-c:v", "libx264", "-qp", "0",
-           "-pix_fmt", "yuv444p", str(plain))
-    other = tmp_path / "other.mp4"
-    if stored.startswith("rotate"):
-        ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v", stored, str(other))
-    else:
-        ffmpeg("-i", str(plain), "-vf", f"scale={W * 3 // 4}:{H},{stored}", "-c:v", "libx264", "-qp", "0",
-               "-pix_fmt", "yuv444p", str(other))
+    plain = pattern_clip(tmp_path / "plain.mp4")
+    other = stored_otherwise(plain, tmp_path / "other.mp4", stored)
     shown = read_frames(other, pix_fmt="rgb24").transpose(3, 0, 1, 2)
     read = read_video(other, len(shown[0]), 24.0)
     assert read.shape == shown.shape
