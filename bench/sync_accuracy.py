@@ -4,9 +4,10 @@
 
 From each talking clip (default: the three shipped sample clips) it makes, with ffmpeg, the 121-frame
 24 fps clip the pipeline would cut, re-encoded copies of it (CRF 32, 640 px wide, a 30 fps detour, 64 kb/s
-AAC, a variable-rate source missing a tenth of its frames), copies with the audio shifted by +-120, 200, 300 and 500 ms, copies whose picture starts 200, 300
-or 500 ms late (its first frame held: the sound comes first), and copies whose audio is another clip's or
-its own played backwards (sound and picture unrelated). Every copy goes through the
+AAC, a variable-rate source missing a tenth of its frames), copies with the audio shifted by +-120, 200,
+300 and 500 ms, copies whose picture starts 200, 300 or 500 ms late (its first frame held: the sound comes
+first), and copies whose audio is another clip's or its own played backwards (sound and picture
+unrelated). Every copy goes through the
 pipeline's `sync` stage (`curation.stages.sync.AVSyncStage`, default settings but the gate), and the
 script prints one row per copy and the summary:
 

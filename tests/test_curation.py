@@ -796,6 +796,16 @@ def test_transcode_resizes_to_the_training_area(tmp_path: Path) -> None:
     assert out["video"]["num_frames"] == 121
 
 
+def reencode(source: Path, path: Path, *args: str) -> Path:
+    """`source` through ffmpeg with `args` (a cut, filters, colour tags): H.264 at near-lossless quality, the
+    audio copied."""
+    from ovi_pl.media.tools import run_tool
+
+    run_tool(["ffmpeg", "-v", "error", "-i", str(source), *args, "-c:v", "libx264", "-preset", "ultrafast", "-crf",
+              "12", "-c:a", "copy", str(path)])
+    return path
+
+
 def probe_and_transcode(source: Path, work: Path) -> tuple[dict, dict]:
     """A source through the pipeline's discover, probe and transcode stages: (probed row, clip row)."""
     from curation.config import ClipConfig, ProbeConfig, TranscodeConfig
@@ -832,10 +842,8 @@ def test_a_source_stored_otherwise_than_shown_makes_the_clip_a_player_shows(tmp_
 
     stored_filters, metadata = STORED_OTHERWISE[stored]
     plain, other = tmp_path / "plain.mp4", tmp_path / f"{stored}.mp4"
-    run_tool(["ffmpeg", "-v", "error", "-i", str(REAL_CLIPS[0]), "-t", "5.2", "-c:v", "libx264", "-preset",
-              "ultrafast", "-crf", "12", "-c:a", "copy", str(plain)])
-    run_tool(["ffmpeg", "-v", "error", "-i", str(plain), "-vf", stored_filters, "-c:v", "libx264", "-preset",
-              "ultrafast", "-crf", "12", "-c:a", "copy", str(tmp_path / "stored.mp4")])
+    reencode(REAL_CLIPS[0], plain, "-t", "5.2")
+    reencode(plain, tmp_path / "stored.mp4", "-vf", stored_filters)
     run_tool(["ffmpeg", "-v", "error", "-i", str(tmp_path / "stored.mp4"), "-c", "copy", *metadata, str(other)])
     sizes, clips = {}, {}
     for source in (plain, other):
@@ -894,16 +902,13 @@ def test_an_hdr_source_makes_an_sdr_clip_that_looks_like_it(tmp_path: Path, tran
     """Phones record HDR by default. Read as SDR, its 10-bit BT.2020 HLG or PQ frames come out dim and grey;
     the clip must be tone-mapped to BT.709 and say so."""
     from ovi_pl.media.frames import iter_frames
-    from ovi_pl.media.tools import ffprobe_json, run_tool
+    from ovi_pl.media.tools import ffprobe_json
 
     sdr, hdr = tmp_path / "sdr.mp4", tmp_path / "hdr.mp4"
-    run_tool(["ffmpeg", "-v", "error", "-i", str(REAL_CLIPS[0]), "-t", "5.2", "-vf", "scale=640:-2", "-c:v", "libx264",
-              "-preset", "ultrafast", "-crf", "12", "-c:a", "copy", str(sdr)])
+    reencode(REAL_CLIPS[0], sdr, "-t", "5.2", "-vf", "scale=640:-2")
     # The same picture graded HDR as BT.2408 places it: SDR's white at the HDR reference white, 203 cd/m2.
-    run_tool(["ffmpeg", "-v", "error", "-i", str(sdr), "-vf", f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:"
-              "p=bt2020:m=bt2020nc:r=tv:npl=203,format=yuv420p10le", "-color_primaries", "bt2020", "-color_trc",
-              transfer, "-colorspace", "bt2020nc", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "12", "-c:a",
-              "copy", str(hdr)])
+    reencode(sdr, hdr, "-vf", f"zscale=tin=bt709:pin=bt709:min=bt709:t={transfer}:p=bt2020:m=bt2020nc:r=tv:npl=203,"
+             "format=yuv420p10le", "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc")
     clips = {}
     for source in (sdr, hdr):
         _, clip = probe_and_transcode(source, tmp_path / source.stem)
